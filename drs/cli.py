@@ -1,0 +1,50 @@
+"""The `drs` command: one subcommand per pipeline stage.
+
+Each stage module exposes ``add_parser(subparsers)``, which registers its subcommand and sets
+``func`` (called with the parsed arguments, returning an exit code). Heavy imports (torch, h5py)
+happen inside the stage functions so that ``drs --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from drs import __version__
+from drs.errors import UserError
+
+# Stage modules, in pipeline order.
+STAGE_MODULES = [
+    "drs.data.synth",
+    "drs.data.download",
+    "drs.data.check",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drs",
+        description="Discriminative Region Suppression (DRS) for weakly-supervised semantic segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"drs-wsss {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in STAGE_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"drs {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Datasets in PASCAL VOC layout: reader, synthetic generator, checker, download."""

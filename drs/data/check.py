@@ -1,0 +1,206 @@
+"""`drs check-dataset`: validate a folder in PASCAL VOC layout and name every bad file.
+
+Checks, for every id of every split list: the image exists and decodes; its mask (where a mask
+folder exists, and unless the split's labels come from ``<split>_labels.txt``) exists, decodes as a
+palette/grey PNG of the image's size, and holds only 0..C and 255; saliency maps and part masks
+(where those folders exist) exist, decode and match the image size. Also: duplicate ids in a list,
+and a split list that names no file at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from drs.data.voc import (
+    IGNORE,
+    IMAGE_DIR,
+    MASK_DIRS,
+    PART_DIR,
+    SALIENCY_DIR,
+    SPLIT_DIR,
+    read_class_names,
+)
+from drs.errors import UserError
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _decode(path: Path) -> tuple[Image.Image | None, str | None]:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy(), None
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as err:
+        return None, f"cannot decode ({err})"
+
+
+def _check_label_png(path: Path, size: tuple[int, int] | None, num_classes: int, what: str) -> list[Problem]:
+    image, err = _decode(path)
+    if err:
+        return [Problem(str(path), f"{what} {err}")]
+    problems = []
+    if image.mode not in ("P", "L"):
+        return [Problem(str(path), f"{what} must be a palette (P) or grey (L) PNG of class indices, got mode {image.mode}")]
+    if size is not None and image.size != size:
+        problems.append(Problem(str(path), f"{what} size {image.size} differs from the image's {size}"))
+    values = np.unique(np.asarray(image))
+    bad = values[(values > num_classes) & (values != IGNORE)]
+    if bad.size:
+        problems.append(Problem(str(path), f"{what} has label values {bad.tolist()} outside 0..{num_classes} and {IGNORE}"))
+    return problems
+
+
+def _check_one(task: tuple[str, str, str | None, bool, bool, int]) -> list[Problem]:
+    root, image_id, mask_dir, saliency, parts, num_classes = task
+    root_ = Path(root)
+    problems = []
+    image_path = root_ / IMAGE_DIR / f"{image_id}.jpg"
+    image, err = _decode(image_path)
+    size = None
+    if err:
+        problems.append(Problem(str(image_path), f"image {err}"))
+    else:
+        size = image.size
+    if mask_dir is not None:
+        problems += _check_label_png(root_ / mask_dir / f"{image_id}.png", size, num_classes, "mask")
+    if parts:
+        problems += _check_label_png(root_ / PART_DIR / f"{image_id}.png", size, num_classes, "part mask")
+    if saliency:
+        path = root_ / SALIENCY_DIR / f"{image_id}.png"
+        sal, err = _decode(path)
+        if err:
+            problems.append(Problem(str(path), f"saliency map {err}"))
+        elif size is not None and sal.size != size:
+            problems.append(Problem(str(path), f"saliency map size {sal.size} differs from the image's {size}"))
+    return problems
+
+
+@dataclass
+class Report:
+    root: str
+    class_names: list[str]
+    mask_dir: str | None
+    has_saliency: bool
+    has_parts: bool
+    splits: dict[str, int]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["problems"] = [asdict(p) for p in self.problems]
+        return data
+
+
+def check_dataset(root: str | Path, splits: list[str] | None = None, workers: int | None = None) -> Report:
+    """Validate ``root``; every problem found is in the report (nothing stops at the first)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: dataset folder not found")
+    problems: list[Problem] = []
+    for sub in (IMAGE_DIR, str(SPLIT_DIR)):
+        if not (root / sub).is_dir():
+            problems.append(Problem(str(root / sub), "required folder missing"))
+    class_names = list(read_class_names(root))
+    num_classes = len(class_names) - 1
+    mask_dir = next((d for d in MASK_DIRS if (root / d).is_dir()), None)
+    if mask_dir is None:
+        problems.append(Problem(str(root / MASK_DIRS[-1]), f"no mask folder ({' or '.join(MASK_DIRS)})"))
+    saliency = (root / SALIENCY_DIR).is_dir()
+    parts = (root / PART_DIR).is_dir()
+
+    if splits is None:
+        lists = sorted((root / SPLIT_DIR).glob("*.txt")) if (root / SPLIT_DIR).is_dir() else []
+        splits = [p.stem for p in lists if not p.stem.endswith("_labels")]
+        if not splits and (root / SPLIT_DIR).is_dir():
+            problems.append(Problem(str(root / SPLIT_DIR), "no split lists (<split>.txt)"))
+    counts: dict[str, int] = {}
+    tasks: dict[str, tuple] = {}
+    for split in splits:
+        path = root / SPLIT_DIR / f"{split}.txt"
+        if not path.exists():
+            problems.append(Problem(str(path), "split list missing"))
+            continue
+        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        counts[split] = len(ids)
+        if not ids:
+            problems.append(Problem(str(path), "split list is empty"))
+        for image_id, n in Counter(ids).items():
+            if n > 1:
+                problems.append(Problem(str(path), f"id {image_id} listed {n} times"))
+        labels_file = (root / SPLIT_DIR / f"{split}_labels.txt").exists()
+        split_mask_dir = None if (mask_dir is None or labels_file) else mask_dir
+        for image_id in ids:
+            key = image_id
+            if key in tasks and tasks[key][2] is not None:
+                continue  # already checked with its mask through another list
+            tasks[key] = (str(root), image_id, split_mask_dir, saliency, parts, num_classes)
+
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    todo = list(tasks.values())
+    if workers > 1 and len(todo) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_check_one, todo, chunksize=64))
+    else:
+        results = [_check_one(t) for t in todo]
+    for found in results:
+        problems += found
+    return Report(str(root), class_names, mask_dir, saliency, parts, counts, problems)
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "check-dataset",
+        help="validate a folder in PASCAL VOC layout",
+        description="Validate a dataset folder in PASCAL VOC layout: missing or undecodable files, "
+        "mask/image size mismatches, label values out of range, ids listed but absent. "
+        "Names every bad file; exits 1 when any is found.",
+    )
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--splits", nargs="+", help="split lists to check (default: every list)")
+    p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
+    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    report = check_dataset(args.root, args.splits, args.workers)
+    for problem in report.problems:
+        print(problem)
+    split_text = ", ".join(f"{k} {v}" for k, v in report.splits.items()) or "none"
+    print(
+        f"{report.root}: {len(report.class_names) - 1} classes, splits: {split_text}; "
+        f"masks: {report.mask_dir or 'none'}, saliency: {'yes' if report.has_saliency else 'no'}, "
+        f"part masks: {'yes' if report.has_parts else 'no'}; "
+        + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+    )
+    if args.json_out:
+        if not report.ok:
+            return 1  # a failed check publishes no report: later stages must not start
+        tmp = Path(f"{args.json_out}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        os.replace(tmp, args.json_out)
+    return 0 if report.ok else 1
