@@ -2,7 +2,7 @@
 # Thin by design: rules wire stages together and call the `drs` package, where the logic lives.
 
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -10,11 +10,14 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+
+
+localrules:
+    all,
+    data,
+    check_dataset,
 
 
 rule all:

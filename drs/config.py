@@ -1,13 +1,17 @@
 """Workflow configuration checks that a JSON schema cannot express.
 
-The Snakefile validates the config against workflow/schemas/config.schema.yaml first (types, unknown
-keys, defaults), then calls :func:`check_config` for cross-key rules. Both run when the workflow is
-parsed, before any job starts. Stdlib only: every job re-parses the Snakefile.
+When the workflow is parsed, before any job starts: :func:`check_schema` reports every schema error
+as one line naming the key, what it holds and what was expected; Snakemake's ``validate`` then fills
+in the schema's defaults; :func:`check_config` checks the rules across keys. Light imports only:
+every job re-parses the Snakefile.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import jsonschema
+import yaml
 
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
@@ -20,6 +24,36 @@ def dataset_root(config: dict) -> str:
     if config["dataset"] == "folder":
         return config["dataset_dir"]
     return str(DATA_DIR / config["dataset"])
+
+
+def _describe(error: jsonschema.ValidationError) -> list[str]:
+    path = [str(p) for p in error.absolute_path]
+    key = ".".join(path)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        prefix = f"{key}." if key else ""
+        return [
+            f"config key '{prefix}{extra}': unknown key; expected one of {allowed}"
+            for extra in error.instance
+            if extra not in allowed
+        ]
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        prefix = f"{key}." if key else ""
+        return [f"config key '{prefix}{missing}': required but missing"]
+    expected = error.schema.get("description")
+    hint = f" (expected: {expected})" if expected else ""
+    return [f"config key '{key or '(top level)'}': {error.message}{hint}"]
+
+
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """Raise UserError listing every schema violation, one line each, naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [line for error in errors for line in _describe(error)]
+    if lines:
+        raise UserError("\n".join(lines))
 
 
 def check_config(config: dict) -> None:
@@ -49,6 +83,6 @@ def check_config(config: dict) -> None:
     elif config.get("dataset_dir"):
         raise UserError(f"config key 'dataset_dir': only used with dataset: folder (dataset is {dataset!r})")
     if dataset == "voc2012" and not config.get("voc2012", {}).get("archives"):
-        raise UserError("config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract)")
+        raise UserError("config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see config/voc2012.yaml)")
     if dataset == "synthetic":
         SynthSpec.from_dict(config.get("synthetic", {}))

@@ -252,7 +252,6 @@ def test_prepare_builds_voc_layout(server, tmp_path, caplog):
 
 
 def test_cli_download(server, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(drs.cli, "STAGE_MODULES", ["drs.data.download"])
     archives = serve_archives(server)
     downloads = tmp_path / "downloads"
     out = tmp_path / "voc"

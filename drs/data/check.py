@@ -92,6 +92,24 @@ def _check_one(task: tuple[str, str, str | None, bool, bool, int]) -> list[Probl
     return problems
 
 
+def _check_labels_file(path: Path, ids: list[str], class_names: list[str]) -> list[Problem]:
+    """Image-level labels "<id> <class> ...": known class names, a line for every listed id."""
+    problems = []
+    seen = set()
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        seen.add(fields[0])
+        unknown = [f for f in fields[1:] if f not in class_names[1:]]
+        if unknown:
+            problems.append(Problem(f"{path}:{lineno}", f"unknown class name(s) {unknown}"))
+    missing = [i for i in ids if i not in seen]
+    if missing:
+        problems.append(Problem(str(path), f"no labels for {len(missing)} listed id(s), e.g. {missing[:5]}"))
+    return problems
+
+
 @dataclass
 class Report:
     root: str
@@ -125,8 +143,6 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
     class_names = list(read_class_names(root))
     num_classes = len(class_names) - 1
     mask_dir = next((d for d in MASK_DIRS if (root / d).is_dir()), None)
-    if mask_dir is None:
-        problems.append(Problem(str(root / MASK_DIRS[-1]), f"no mask folder ({' or '.join(MASK_DIRS)})"))
     saliency = (root / SALIENCY_DIR).is_dir()
     parts = (root / PART_DIR).is_dir()
 
@@ -149,7 +165,14 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
         for image_id, n in Counter(ids).items():
             if n > 1:
                 problems.append(Problem(str(path), f"id {image_id} listed {n} times"))
-        labels_file = (root / SPLIT_DIR / f"{split}_labels.txt").exists()
+        labels_path = root / SPLIT_DIR / f"{split}_labels.txt"
+        labels_file = labels_path.exists()
+        if labels_file:
+            problems += _check_labels_file(labels_path, ids, class_names)
+        elif mask_dir is None:
+            problems.append(
+                Problem(str(root / MASK_DIRS[-1]), f"no mask folder ({' or '.join(MASK_DIRS)}) and no {labels_path.name} for split {split}")
+            )
         split_mask_dir = None if (mask_dir is None or labels_file) else mask_dir
         for image_id in ids:
             key = image_id

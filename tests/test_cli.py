@@ -1,0 +1,36 @@
+"""The `drs` command: every stage has a subcommand with --help."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from drs.cli import build_parser
+
+from conftest import BIN
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_expected_subcommands():
+    assert {"synth", "download", "check-dataset"} <= set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: drs {command}" in capsys.readouterr().out
+
+
+def test_installed_entry_point():
+    result = subprocess.run([str(BIN / "drs"), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "check-dataset" in result.stdout
+
+
+def test_user_error_exits_2_without_traceback(tmp_path):
+    result = subprocess.run([str(BIN / "drs"), "check-dataset", str(tmp_path / "absent")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "absent: dataset folder not found" in result.stderr and "Traceback" not in result.stderr
