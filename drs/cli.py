@@ -20,6 +20,12 @@ STAGE_MODULES = [
     "drs.data.synth",
     "drs.data.download",
     "drs.data.check",
+    "drs.classifier",
+    "drs.extract",
+    "drs.eval_maps",
+    "drs.maps",
+    "drs.compare",
+    "drs.bench",
 ]
 
 

@@ -16,14 +16,15 @@ import yaml
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
 
-DATA_DIR = Path("results") / "data"
+# folders of the results directory that are not experiments
+RESERVED_NAMES = {"data", "logs", "benchmarks", "downloads"}
 
 
 def dataset_root(config: dict) -> str:
     """The dataset folder the workflow reads (built by a rule unless dataset is 'folder')."""
     if config["dataset"] == "folder":
         return config["dataset_dir"]
-    return str(DATA_DIR / config["dataset"])
+    return str(Path(config.get("results_dir", "results")) / "data" / config["dataset"])
 
 
 def _describe(error: jsonschema.ValidationError) -> list[str]:
@@ -66,6 +67,8 @@ def check_config(config: dict) -> None:
             f"expected one of {sorted(experiments)} (the keys of 'experiments')"
         )
     for name, exp in experiments.items():
+        if name in RESERVED_NAMES:
+            raise UserError(f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}")
         if exp["drs"] == "fixed" and "delta" not in exp:
             raise UserError(f"config key 'experiments.{name}.delta': required when drs is 'fixed' (a number in (0, 1])")
         if exp["drs"] != "fixed" and "delta" in exp:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage import draw, filters, morphology, segmentation, transform
 
 from drs import __version__
 from drs.data.voc import (
@@ -58,6 +57,8 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 # -- drawing ---------------------------------------------------------------------------------------
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour field with fine grain."""
+    from skimage import transform
+
     coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
     field_ = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False)
     field_ = 0.6 * field_ + 0.4 * field_.mean(axis=2, keepdims=True)  # muted colours
@@ -66,6 +67,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _random_shape(rng: np.random.Generator, size: int, scale: tuple[float, float]) -> np.ndarray:
     """A boolean mask of a random ellipse, rectangle or triangle."""
+    from skimage import draw
+
     mask = np.zeros((size, size), dtype=bool)
     r = rng.uniform(*scale) * size / 2
     cy, cx = rng.uniform(0, size, 2)
@@ -94,6 +97,8 @@ class _Object:
 
 
 def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Object:
+    from skimage import draw
+
     size = spec.image_size
     length = rng.uniform(*spec.object_size)
     a = length / 2
@@ -117,6 +122,8 @@ def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Objec
 
 
 def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, obj: _Object) -> None:
+    from skimage import transform
+
     size = spec.image_size
     # body: a brownish-grey family shared by all classes, drifted towards a class tint
     base = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.75))
@@ -138,6 +145,8 @@ def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, 
 
 def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarray], clutter: list[np.ndarray]) -> np.ndarray:
     """An imperfect detector's output: 8-bit grey, 255 = salient."""
+    from skimage import filters, morphology
+
     s = spec.saliency
     size = spec.image_size
     sal = np.zeros((size, size), dtype=np.float32)
@@ -170,6 +179,8 @@ def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarra
 
 def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, np.ndarray]:
     """One sample: image (HxWx3 uint8), mask and part (HxW uint8 class indices), saliency (HxW uint8)."""
+    from skimage import filters, segmentation
+
     rng = np.random.default_rng([spec.seed, split_index, index])
     size = spec.image_size
     image = _background(rng, size)

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 # The Snakefile imports drs from this checkout (installed or not) for its config checks.
 sys.path.insert(0, workflow.basedir)
 
+from drs.compare import variant_of
 from drs.config import check_config, check_schema, dataset_root
 from drs.errors import UserError
 
@@ -21,8 +22,16 @@ try:
 except UserError as err:
     raise WorkflowError(f"invalid configuration:\n{err}") from None
 
+RESULTS = config["results_dir"]
+
+
+def res(path):
+    """A path under the results folder (config: results_dir); wildcards stay wildcards."""
+    return f"{RESULTS}/{path}"
+
+
 DATASET = dataset_root(config)
-DATASET_CHECK = "results/data/dataset_check.json"
+DATASET_CHECK = res("data/dataset_check.json")
 DRS_ENV = "../../envs/drs.yaml"
 
 # Jobs run `python -m drs <stage>` (the same as `drs <stage>` by hand) with this checkout on the
@@ -42,3 +51,32 @@ shell.prefix(
     + workflow.basedir
     + "'${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
+
+EXPERIMENTS = config["experiments"]
+MAIN = config["main_experiment"]
+TRAIN_SPLIT = config["train_split"]
+# one run per variant (experiments differing only by a trailing _s<seed>) for pictures
+VARIANT_FIRST_RUNS = list(
+    {variant_of(e): e for e in reversed(list(EXPERIMENTS))}.values()
+)[::-1]
+
+
+wildcard_constraints:
+    exp="|".join(EXPERIMENTS),
+    # a split name; stores of refined maps end in _refined and are not splits
+    split="[A-Za-z0-9_]+(?<!_refined)",
+
+
+def drs_args(wildcards):
+    """--drs/--delta options of an experiment."""
+    exp = EXPERIMENTS[wildcards.exp]
+    delta = f" --delta {exp['delta']}" if exp["drs"] == "fixed" else ""
+    return f"--drs {exp['drs']}{delta}"
+
+
+def classifier_settings(wildcards):
+    """The classifier section as JSON, with the experiment's seed if it sets one."""
+    settings = dict(config["classifier"])
+    if "seed" in EXPERIMENTS[wildcards.exp]:
+        settings["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
+    return json.dumps(settings, sort_keys=True)

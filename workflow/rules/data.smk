@@ -3,11 +3,11 @@
 
 rule synthesize_dataset:
     output:
-        directory("results/data/synthetic"),
+        directory(res("data/synthetic")),
     log:
-        "results/logs/synthesize_dataset.log",
+        res("logs/synthesize_dataset.log"),
     benchmark:
-        "results/benchmarks/synthesize_dataset.tsv"
+        res("benchmarks/synthesize_dataset.tsv")
     conda:
         DRS_ENV
     threads: workflow.cores
@@ -19,16 +19,16 @@ rule synthesize_dataset:
 
 rule download_voc2012:
     output:
-        directory("results/data/voc2012"),
+        directory(res("data/voc2012")),
     log:
-        "results/logs/download_voc2012.log",
+        res("logs/download_voc2012.log"),
     benchmark:
-        "results/benchmarks/download_voc2012.tsv"
+        res("benchmarks/download_voc2012.tsv")
     conda:
         DRS_ENV
     params:
         archives=json.dumps(config["voc2012"].get("archives", {})),
-        downloads="results/downloads",
+        downloads=res("downloads"),
     shell:
         "python -m drs download {output} --archives {params.archives:q} --downloads {params.downloads} > {log} 2>&1"
 
@@ -39,9 +39,9 @@ rule check_dataset:
     output:
         DATASET_CHECK,
     log:
-        "results/logs/check_dataset.log",
+        res("logs/check_dataset.log"),
     benchmark:
-        "results/benchmarks/check_dataset.tsv"
+        res("benchmarks/check_dataset.tsv")
     conda:
         DRS_ENV
     threads: workflow.cores

@@ -1,0 +1,167 @@
+"""`drs bench maps`: performance of map extraction and of the map store, measured in one run.
+
+- extraction throughput (images/s, end to end: decode, resize, forward, upsample, normalise,
+  compress, write) against the bare batched forward pass at the same scales on the same images,
+  as a ratio (noisy machines make ratios more telling than absolute figures);
+- bytes per image in the store against the reference code's per-image ``.npy`` of all classes at
+  uint8 (C x H x W bytes; also given for VOC's 20 classes);
+- time to read one image's maps (random access, median and 95th percentile).
+
+Results print as text and, with ``--out``, as JSON with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from drs.errors import UserError
+
+
+def _machine(device) -> dict:
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def bench_maps(checkpoint, dataset, split="train", scales=(256, 320, 384), flip=False, images=64, batch_size=8, repeats=3) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from drs.classifier import load_classifier
+    from drs.data.torchdata import to_normalized_tensor
+    from drs.data.voc import VOCDataset
+    from drs.extract import extract_maps, forward_scales
+    from drs.maps import MapStore
+    from drs.train import pick_device
+
+    voc = VOCDataset(dataset, split)
+    ids = voc.ids[:images]
+    if not ids:
+        raise UserError(f"{dataset}: split {split} is empty")
+    device = pick_device()
+    model, _ = load_classifier(checkpoint)
+    model.to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # bare batched forward: inputs decoded and normalised beforehand, same scales, same batching
+    tensors = [to_normalized_tensor(voc.load_image(i)) for i in ids]
+    batches = [tensors[i : i + batch_size] for i in range(0, len(tensors), batch_size)]
+    resized = [
+        [torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in b]).to(device) for s in scales]
+        for b in batches
+    ]
+    with torch.inference_mode():
+        forward_scales(model, batches[0], scales, flip, device)  # warm-up
+        sync()
+        forward_times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for per_scale in resized:
+                for x in per_scale:
+                    with torch.autocast(device.type, enabled=device.type == "cuda"):
+                        model.class_maps(x)
+                        if flip:
+                            model.class_maps(x.flip(-1))
+            sync()
+            forward_times.append(time.perf_counter() - start)
+
+    extract_times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            store = Path(tmp) / f"bench{r}.h5"
+            start = time.perf_counter()
+            extract_maps(checkpoint, dataset, split, store, scales, flip, batch_size, limit=len(ids))
+            extract_times.append(time.perf_counter() - start)
+        file_bytes = store.stat().st_size
+        reads = []
+        with MapStore(store) as s:
+            order = list(s.ids)
+            random.Random(0).shuffle(order)
+            for image_id in order * 3:
+                start = time.perf_counter()
+                s.read(image_id)
+                reads.append((time.perf_counter() - start) * 1000)
+            sizes = [s.header(i)[1] for i in s.ids]
+            num_classes = s.num_classes
+
+    n = len(ids)
+    forward = n / min(forward_times)
+    extract = n / min(extract_times)
+    pixels = statistics.mean(h * w for h, w in sizes)
+    per_image = file_bytes / n
+    reads.sort()
+    return {
+        "images": n,
+        "scales": list(scales),
+        "flip": flip,
+        "batch_size": batch_size,
+        "forward_images_per_s": forward,
+        "extract_images_per_s": extract,
+        "extract_to_forward_ratio": extract / forward,
+        "store_bytes_per_image": per_image,
+        "dense_bytes_per_image": num_classes * pixels,
+        "store_to_dense_ratio": per_image / (num_classes * pixels),
+        "store_to_dense_voc20_ratio": per_image / (20 * pixels),
+        "read_ms_median": statistics.median(reads),
+        "read_ms_p95": reads[int(0.95 * (len(reads) - 1))],
+        "machine": _machine(device),
+    }
+
+
+def format_result(r: dict) -> str:
+    return "\n".join(
+        [
+            f"images: {r['images']} at scales {r['scales']}{' + flip' if r['flip'] else ''}, batch {r['batch_size']}",
+            f"bare forward: {r['forward_images_per_s']:.1f} img/s; extraction: {r['extract_images_per_s']:.1f} img/s "
+            f"({100 * r['extract_to_forward_ratio']:.0f}% of the bare forward pass)",
+            f"store: {r['store_bytes_per_image'] / 1024:.1f} KiB/image = 1/{1 / r['store_to_dense_ratio']:.1f} of a dense "
+            f"C x H x W uint8 array (1/{1 / r['store_to_dense_voc20_ratio']:.1f} at VOC's 20 classes)",
+            f"read one image: median {r['read_ms_median']:.2f} ms, p95 {r['read_ms_p95']:.2f} ms",
+            f"machine: {r['machine']['processor']}, {r['machine']['cpu_count']} cores, {r['machine']['device']}, torch {r['machine']['torch']}",
+        ]
+    )
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks (map extraction and the map store)", description=__doc__)
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    m = what.add_parser("maps", help="extraction throughput vs bare forward; store size and read time")
+    m.add_argument("--model", required=True, help="classifier checkpoint (model.pt)")
+    m.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    m.add_argument("--split", default="train")
+    m.add_argument("--scales", type=int, nargs="+", default=[256, 320, 384])
+    m.add_argument("--flip", action="store_true")
+    m.add_argument("--images", type=int, default=64, help="number of images (default 64)")
+    m.add_argument("--batch-size", type=int, default=8)
+    m.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    m.add_argument("--out", help="also write the result as JSON")
+    m.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    result = bench_maps(args.model, args.dataset, args.split, args.scales, args.flip, args.images, args.batch_size, args.repeats)
+    print(format_result(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

@@ -1,0 +1,203 @@
+"""`drs train-classifier`: the VGG-16 classifier with DRS modules, trained on image-level labels.
+
+Multi-label soft-margin loss; SGD (momentum 0.9, Nesterov) with the paper's parameter groups
+(backbone weights lr, biases 2 lr; new layers and DRS controllers 10 lr, biases 20 lr), weight
+decay 5e-4 and step decay (x0.1 at epochs 5 and 10 of 15). The result is ``OUT/model.pt``: the
+state dict plus the model and training settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from drs.errors import UserError
+
+log = logging.getLogger("drs.classifier")
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class ClassifierSettings:
+    """Defaults are the paper's VOC settings; config.yaml scales them down for a CPU."""
+
+    width: float = 1.0
+    batch_norm: bool = False
+    stages: int = 5
+    pretrained: str = "imagenet"  # "none", "imagenet" (torchvision's cached weights) or a path
+    epochs: int = 15
+    batch_size: int = 5
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [5, 10])
+    input_size: int = 384
+    crop_size: int = 320
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 20
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ClassifierSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"config key 'classifier': unknown key(s) {unknown}; expected some of {sorted(known)}")
+        settings = cls(**values)
+        if settings.crop_size > settings.input_size:
+            raise UserError(
+                f"config key 'classifier.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}"
+            )
+        return settings
+
+
+def _weights_arg(pretrained: str) -> str | None:
+    return None if pretrained in ("none", "", None) else pretrained
+
+
+def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, delta: float | None):
+    from drs.models.vgg import drs_vgg16
+
+    return drs_vgg16(
+        num_classes,
+        drs=drs,
+        delta=delta,
+        width=settings.width,
+        batch_norm=settings.batch_norm,
+        stages=settings.stages,
+        weights=_weights_arg(settings.pretrained),
+    )
+
+
+def train_classifier(
+    dataset: str | Path,
+    split: str,
+    out_dir: str | Path,
+    settings: ClassifierSettings,
+    drs: str,
+    delta: float | None = None,
+    stop_after_steps: int | None = None,
+) -> Path:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from drs.data.torchdata import ClassificationSet, classification_transform
+    from drs.data.voc import VOCDataset
+    from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
+
+    out_dir = Path(out_dir)
+    voc = VOCDataset(dataset, split)
+    data = ClassificationSet(voc, classification_transform(settings.input_size, settings.crop_size))
+    seed_everything(settings.seed)
+    model = build_classifier(voc.num_classes, settings, drs, delta)
+    optimizer = torch.optim.SGD(
+        model.parameter_groups(settings.lr),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        nesterov=True,
+    )
+    loader = DataLoader(
+        data,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(data) > settings.batch_size,
+        num_workers=settings.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),
+    )
+
+    def step_loss(model, batch, device):
+        images, targets = (t.to(device, non_blocking=True) for t in batch)
+        return F.multilabel_soft_margin_loss(model(images), targets)
+
+    record = {
+        "kind": "classifier",
+        "model_config": model.config,
+        "settings": asdict(settings),
+        "drs": drs,
+        "delta": delta,
+        "class_names": list(voc.class_names),
+        "dataset": str(dataset),
+        "split": split,
+    }
+    log.info(
+        "training the classifier (drs=%s%s) on %d images of %s/%s, %d epochs",
+        drs,
+        f", delta={delta}" if delta is not None else "",
+        len(data),
+        dataset,
+        split,
+        settings.epochs,
+    )
+    fit(
+        model,
+        optimizer,
+        loader,
+        step_loss,
+        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        out_dir,
+        lr_at_epoch=step_decay(settings.lr_decay_epochs),
+        name=f"classifier[{drs}]",
+        extra_state={"record": record},
+        stop_after_steps=stop_after_steps,
+    )
+    final = out_dir / MODEL_FILE
+    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    log.info("wrote %s", final)
+    return final
+
+
+def load_classifier(path: str | Path):
+    """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a `model.pt`."""
+    import torch
+
+    from drs.models.vgg import DRSClassifier
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
+        raise UserError(f"{path}: not a classifier checkpoint of drs train-classifier")
+    model = DRSClassifier.from_config(checkpoint["model_config"])
+    model.load_state_dict(checkpoint.pop("state_dict"))
+    model.eval()
+    return model, checkpoint
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-classifier",
+        help="train the VGG-16 classifier with DRS modules on image-level labels",
+        description="Train the classifier (VGG-16 with DRS modules, or none for the CAM baseline) on "
+        "image-level labels derived from a VOC-layout dataset. Resumes from OUT/last.pt.",
+    )
+    p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    p.add_argument("--split", default="train", help="id list to train on (default: train)")
+    p.add_argument("--out", required=True, help="output folder (model.pt, last.pt)")
+    p.add_argument("--drs", choices=["learnable", "fixed", "none"], default="learnable", help="DRS module kind")
+    p.add_argument("--delta", type=float, help="suppression level of the fixed DRS module")
+    p.add_argument("--settings", default="{}", help="training settings as JSON (the config's `classifier:` section)")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    try:
+        values = json.loads(args.settings)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--settings: not valid JSON ({err})") from None
+    if args.seed is not None:
+        values["seed"] = args.seed
+    settings = ClassifierSettings.from_dict(values)
+    train_classifier(args.dataset, args.split, args.out, settings, args.drs, args.delta)
+    return 0

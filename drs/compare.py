@@ -1,0 +1,130 @@
+"""`drs compare`: a table and a picture comparing experiments' localization maps.
+
+Experiments whose names differ only by a trailing ``_s<seed>`` are one variant run with several
+seeds: the table gives each variant's mean and spread (sample standard deviation) over its seeds,
+then one row per run. The picture shows, for a few images, the image, its ground truth, and each
+variant's map (the maximum over the image's classes) over the image, so one can see where the maps
+lie: on the discriminative part or over the whole object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from drs.errors import UserError
+
+SEED_SUFFIX = re.compile(r"_s\d+$")
+
+COLUMNS = [
+    ("mIoU (saliency bg)", lambda m: m.get("miou_saliency")),
+    ("mIoU (threshold bg)", lambda m: m.get("miou_threshold")),
+    ("part coverage", lambda m: m["coverage"].get("part")),
+    ("rest-of-object coverage", lambda m: m["coverage"].get("rest_of_object")),
+    ("background coverage", lambda m: m["coverage"].get("background")),
+]
+
+
+def variant_of(name: str) -> str:
+    return SEED_SUFFIX.sub("", name)
+
+
+def _fmt(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def comparison_table(runs: dict[str, dict]) -> str:
+    """Markdown: per variant (mean ± sd over seeds), then per run."""
+    variants: dict[str, list[str]] = {}
+    for name in runs:
+        variants.setdefault(variant_of(name), []).append(name)
+    head = "| variant | runs | " + " | ".join(c for c, _ in COLUMNS) + " |"
+    rule = "|" + "---|" * (len(COLUMNS) + 2)
+    lines = [head, rule]
+    for variant, names in variants.items():
+        cells = [_fmt([get(runs[n]) for n in names]) for _, get in COLUMNS]
+        lines.append(f"| {variant} | {len(names)} | " + " | ".join(cells) + " |")
+    lines += ["", "| run | " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, metrics in runs.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt([get(metrics)]) for _, get in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_figure(stores: dict[str, str | Path], ids: list[str] | None = None, count: int = 6) -> np.ndarray:
+    """Rows of image | ground truth | one map per store (max over the image's classes)."""
+    from drs.data.voc import VOCDataset, voc_palette
+    from drs.maps import MapStore, heat_colors, label_panel
+
+    opened = {name: MapStore(path) for name, path in stores.items()}
+    try:
+        first = next(iter(opened.values()))
+        data = VOCDataset(first.attrs["dataset"], first.split)
+        if ids is None:
+            # prefer images with several objects: more to see
+            ids = sorted(first.ids, key=lambda i: -len(first.header(i)[0]))[:count]
+        palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+        rows = []
+        for image_id in ids:
+            image = data.load_image(image_id)
+            panels = [label_panel(image, image_id), label_panel(palette[data.load_mask(image_id)], "ground truth")]
+            for name, store in opened.items():
+                record = store.read(image_id)
+                heat = record.maps.max(axis=0) / 255.0 if len(record.classes) else np.zeros(record.size)
+                blended = np.round(0.45 * image + 0.55 * heat_colors(heat)).astype(np.uint8)
+                panels.append(label_panel(blended, name))
+            rows.append(np.concatenate(panels, axis=1))
+        return np.concatenate(rows, axis=0)
+    finally:
+        for store in opened.values():
+            store.close()
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare experiments' maps: a markdown table and a picture", description=__doc__)
+    p.add_argument("--runs", nargs="+", required=True, help="NAME=METRICS_JSON for each run (cam.json)")
+    p.add_argument("--out", required=True, help="markdown table to write")
+    p.add_argument("--stores", nargs="*", default=[], help="NAME=STORE for the picture (one per variant)")
+    p.add_argument("--figure", help="PNG to write the picture to")
+    p.add_argument("--images", type=int, default=6, help="images in the picture")
+    p.set_defaults(func=_run)
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"{option}: expected NAME=PATH, got {value!r}")
+        out[name] = path
+    return out
+
+
+def _run(args) -> int:
+    from PIL import Image
+
+    runs = {}
+    for name, path in _pairs(args.runs, "--runs").items():
+        try:
+            runs[name] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{path}: cannot read metrics ({err})") from None
+    table = comparison_table(runs)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(table)
+    print(table)
+    if args.figure:
+        if not args.stores:
+            raise UserError("--figure needs --stores NAME=STORE ...")
+        Image.fromarray(comparison_figure(_pairs(args.stores, "--stores"), count=args.images)).save(args.figure)
+        print(f"wrote {args.figure}")
+    return 0

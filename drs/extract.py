@@ -1,0 +1,161 @@
+"""`drs extract-maps`: localization maps of a trained model into an HDF5 map store.
+
+For every image and every scale s: the image resized to s x s, the model's class maps, ReLU,
+bilinear upsampling to the image's size, division by each class's maximum; optionally the same
+for the horizontally flipped image (flipped back); the maximum over scales (and flips). Only the
+image's ground-truth classes are kept. Images are processed in batches and written to the store as
+they come, so memory stays flat in the number of images; the store appears under its final name
+only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drs import __version__
+from drs.data.voc import VOCDataset
+from drs.errors import UserError
+
+log = logging.getLogger("drs.extract")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, device) -> list[list]:
+    """Raw class maps per scale (and flip) for a batch of normalised image tensors of any sizes."""
+    import torch
+    import torch.nn.functional as F
+
+    outputs = []
+    for s in scales:
+        batch = torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in tensors])
+        batch = batch.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            maps = model.class_maps(batch).float()
+            outputs.append(maps)
+            if flip:
+                outputs.append(model.class_maps(batch.flip(-1)).float().flip(-1))
+    return [[out[i] for out in outputs] for i in range(len(tensors))]
+
+
+def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int]):
+    """ReLU, upsampling to ``size``, per-class max normalisation, max over scales: (K, H, W) in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    index = torch.as_tensor(classes - 1, dtype=torch.long, device=raw_maps[0].device)
+    best = None
+    for maps in raw_maps:
+        m = F.relu(maps.index_select(0, index))[None]
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[0]
+        m = m / (m.amax(dim=(1, 2), keepdim=True) + 1e-5)
+        best = m if best is None else torch.maximum(best, m)
+    return best
+
+
+def localization_maps(model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order."""
+    import torch
+
+    from drs.data.torchdata import to_normalized_tensor
+
+    for chunk in _batches(ids, batch_size):
+        images = [voc.load_image(i) for i in chunk]
+        tensors = [to_normalized_tensor(im) for im in images]
+        with torch.inference_mode():
+            per_image = forward_scales(model, tensors, scales, flip, device)
+        for image_id, image, raw in zip(chunk, images, per_image):
+            classes = voc.labels(image_id)
+            size = image.shape[:2]
+            if classes.size == 0:
+                yield image_id, classes, np.zeros((0, *size), dtype=np.uint8)
+                continue
+            with torch.inference_mode():
+                maps = (combine(raw, classes, size).clamp_(0, 1) * 255).round_().to(torch.uint8).cpu().numpy()
+            yield image_id, classes, maps
+
+
+def extract_maps(
+    checkpoint: str | Path,
+    dataset: str | Path,
+    split: str,
+    out: str | Path,
+    scales: Sequence[int],
+    flip: bool = False,
+    batch_size: int = 8,
+    limit: int | None = None,
+) -> Path:
+    from drs.classifier import load_classifier
+    from drs.maps import MapStoreWriter
+    from drs.train import describe_device, pick_device
+
+    model, record = load_classifier(checkpoint)
+    voc = VOCDataset(dataset, split)
+    if list(voc.class_names) != list(record["class_names"]):
+        raise UserError(
+            f"{checkpoint}: trained on classes {record['class_names']}, but {dataset} has {list(voc.class_names)}"
+        )
+    device = pick_device()
+    model.to(device)
+    log.info("extracting maps on %s: %d images, scales %s, flip %s", describe_device(device), len(voc), list(scales), flip)
+    ids = voc.ids[:limit] if limit else voc.ids
+    config = {"scales": list(scales), "flip": flip, "batch_size": batch_size, "checkpoint": str(checkpoint), "training": record}
+    start = time.perf_counter()
+    with MapStoreWriter(
+        out,
+        class_names=list(voc.class_names),
+        scales=list(scales),
+        flip=flip,
+        stage="cam",
+        split=split,
+        dataset=str(Path(dataset).resolve()),
+        checkpoint_sha256=file_sha256(checkpoint),
+        config=config,
+    ) as writer:
+        for n, (image_id, classes, maps) in enumerate(localization_maps(model, voc, ids, scales, flip, batch_size, device), 1):
+            writer.add(image_id, classes, maps)
+            if n % 200 == 0:
+                log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
+    elapsed = time.perf_counter() - start
+    log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", out, len(ids), elapsed, len(ids) / elapsed, __version__)
+    return Path(out)
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "extract-maps",
+        help="write a trained classifier's localization maps to an HDF5 map store",
+        description="Multi-scale (optionally flipped) localization maps of the ground-truth classes, "
+        "per-class max-normalised, written to an HDF5 map store (see `drs inspect`).",
+    )
+    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt of train-classifier)")
+    p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    p.add_argument("--split", default="train", help="id list (default: train)")
+    p.add_argument("--out", required=True, help="store to write (.h5)")
+    p.add_argument("--scales", type=int, nargs="+", required=True, help="square input sizes, e.g. 256 320 384")
+    p.add_argument("--flip", action="store_true", help="also use horizontally flipped images")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    extract_maps(args.model, args.dataset, args.split, args.out, args.scales, args.flip, args.batch_size)
+    return 0

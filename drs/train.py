@@ -1,0 +1,213 @@
+"""One training loop for every trainer (classifier, refiner, segmenter).
+
+What it gives each of them: the device chosen automatically (CUDA, with automatic mixed precision,
+when present; else the CPU), fixed seeds, a checkpoint after every epoch (``last.pt``, written
+atomically) and resumption from it after an interruption, and a log line every N steps with loss,
+images/s and ETA (a progress bar when stderr is a terminal).
+
+Determinism: the data order and augmentation of epoch e depend only on (seed, e), so a run resumed
+from its epoch checkpoint ends where an uninterrupted run ends (on the CPU, bit for bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+log = logging.getLogger("drs.train")
+
+LAST_CHECKPOINT = "last.pt"
+
+
+def pick_device(prefer: str = "auto") -> torch.device:
+    """CUDA when present (the device SLURM or CUDA_VISIBLE_DEVICES exposes), else the CPU."""
+    if prefer == "cpu" or not torch.cuda.is_available():
+        if prefer not in ("auto", "cpu"):
+            log.warning("device %r requested but CUDA is not available: running on the CPU", prefer)
+        return torch.device("cpu")
+    return torch.device("cuda" if prefer == "auto" else prefer)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)}; CUDA_VISIBLE_DEVICES={visible})"
+    return f"cpu ({torch.get_num_threads()} threads; no CUDA device found)"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a hidden temporary file, then rename: a reader never sees a partial file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.partial"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    seed: int = 0
+    log_every: int = 20
+    amp: bool = True  # only takes effect on CUDA
+
+
+class _Progress:
+    """A log line every ``every`` steps; on a terminal, a bar redrawn in place."""
+
+    def __init__(self, name: str, total_steps: int, every: int):
+        self.name, self.total, self.every = name, total_steps, max(1, every)
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self.done = 0
+        self.images = 0
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float, images: int) -> None:
+        self.done += 1
+        self.images += images
+        if not self.tty and step % self.every and step != steps:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = self.images / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) * elapsed / self.done
+        text = (
+            f"{self.name} epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4f} lr {lr:.2e} "
+            f"{rate:.1f} img/s ETA {_fmt_time(eta)}"
+        )
+        if self.tty:
+            width = 24
+            filled = int(width * self.done / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}")
+            if step == steps:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        else:
+            log.info(text)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    step_loss: Callable[[nn.Module, object, torch.device], torch.Tensor],
+    settings: LoopSettings,
+    out_dir: str | Path,
+    *,
+    lr_at_epoch: Callable[[int], float] | None = None,
+    name: str = "train",
+    device: torch.device | None = None,
+    extra_state: dict | None = None,
+    stop_after_steps: int | None = None,
+) -> nn.Module:
+    """Train ``model`` for ``settings.epochs`` epochs, resuming from ``out_dir/last.pt`` if present.
+
+    ``step_loss(model, batch, device)`` returns the loss of one batch. ``lr_at_epoch(e)`` gives the
+    multiplier of every parameter group's base learning rate for epoch e (0-based). ``loader`` must
+    use a ``torch.Generator`` (its ``generator``), reseeded here at each epoch.
+    ``stop_after_steps`` interrupts the run (raising KeyboardInterrupt) after that many steps in
+    total, to test resumption.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = device or pick_device()
+    log.info("%s on %s", name, describe_device(device))
+    model.to(device)
+    use_amp = settings.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+
+    start_epoch = 0
+    last = out_dir / LAST_CHECKPOINT
+    if last.exists():
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"])
+        log.info("%s: resuming from %s after epoch %d of %d", name, last, start_epoch, settings.epochs)
+
+    generator = loader.generator
+    if generator is None:
+        raise ValueError("fit() needs a DataLoader built with generator=torch.Generator()")
+    steps = len(loader)
+    progress = _Progress(name, steps * max(0, settings.epochs - start_epoch), settings.log_every)
+    total_steps = 0
+    for epoch in range(start_epoch, settings.epochs):
+        seed = settings.seed * 100_003 + epoch
+        generator.manual_seed(seed)
+        seed_everything(seed)
+        factor = lr_at_epoch(epoch) if lr_at_epoch else 1.0
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        model.train()
+        running = 0.0
+        for step, batch in enumerate(loader, 1):
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = step_loss(model, batch, device)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: loss is {loss.item()} at epoch {epoch + 1} step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            running = loss.item() if step == 1 else 0.9 * running + 0.1 * loss.item()
+            images = len(batch[0]) if isinstance(batch, (list, tuple)) else 0
+            progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
+            total_steps += 1
+            if stop_after_steps is not None and total_steps >= stop_after_steps:
+                raise KeyboardInterrupt(f"{name}: stopped after {total_steps} steps (stop_after_steps)")
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch + 1,
+            **(extra_state or {}),
+        }
+        atomic_save(state, last)
+        log.info("%s: epoch %d/%d done, loss %.4f, checkpoint %s", name, epoch + 1, settings.epochs, running, last)
+    return model
+
+
+def step_decay(milestones: list[int], gamma: float = 0.1) -> Callable[[int], float]:
+    """Learning-rate multiplier: times gamma from each milestone epoch on (1-based: milestones
+    [5, 10] train epochs 1-4 at the base rate, 5-9 at 0.1x, 10- at 0.01x, as the reference code)."""
+
+    def factor(epoch: int) -> float:
+        return gamma ** sum(epoch + 1 >= m for m in milestones)
+
+    return factor
+
+
+def poly_decay(total_epochs: int, power: float = 0.9) -> Callable[[int], float]:
+    def factor(epoch: int) -> float:
+        return math.pow(1 - epoch / max(1, total_epochs), power)
+
+    return factor

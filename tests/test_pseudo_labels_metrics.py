@@ -1,0 +1,82 @@
+"""The paper's pseudo-label rule on hand-made arrays, and the metric against hand-computed matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drs.metrics import SegmentationScore
+from drs.pseudo_labels import pseudo_label
+
+
+def test_object_cue_background_and_alpha():
+    classes = np.array([3])
+    maps = np.array([[[0.9, 0.5, 0.15, 0.0]]], dtype=np.float32)  # 1x1x4
+    saliency = np.array([[0.95, 0.2, 0.95, 0.0]], dtype=np.float32)
+    label = pseudo_label(classes, maps, saliency, alpha=0.2)
+    # 0.9 > bg 0.05 -> class 3; 0.5 < bg 0.8 -> background; 0.15 < alpha -> cue 0, bg 0.05 wins;
+    # last: bg 1.0 -> background
+    assert label.tolist() == [[3, 0, 0, 0]]
+
+
+def test_conflict_pixels_are_ignored():
+    classes = np.array([1, 2])
+    maps = np.array([[[0.95, 0.95]], [[0.92, 0.1]]], dtype=np.float32)
+    saliency = np.array([[0.05, 0.05]], dtype=np.float32)  # background score 0.95
+    label = pseudo_label(classes, maps, saliency, conflict_score=0.9)
+    # pixel 0: bg 0.95, c1 0.95, c2 0.92 -> three scores over 0.9 -> ignored
+    # pixel 1: bg 0.95 and c1 0.95 only (two) -> arg-max keeps the first (background)
+    assert label.tolist() == [[255, 0]]
+
+
+def test_salient_background_is_ignored():
+    classes = np.array([5])
+    maps = np.array([[[0.1, 0.6]]], dtype=np.float32)
+    saliency = np.array([[1.0, 1.0]], dtype=np.float32)
+    label = pseudo_label(classes, maps, saliency, alpha=0.2)
+    # pixel 0: cue removed by alpha, bg 0 -> background but fully salient -> 255; pixel 1 -> class 5
+    assert label.tolist() == [[255, 5]]
+
+
+def test_threshold_background_without_saliency():
+    classes = np.array([2])
+    maps = np.array([[[0.25, 0.35, 1.0]]], dtype=np.float32)
+    label = pseudo_label(classes, maps, None, alpha=0.2, bg_threshold=0.3)
+    assert label.tolist() == [[0, 2, 2]]
+
+
+def test_no_classes_is_all_background():
+    label = pseudo_label(np.array([], dtype=np.int64), np.zeros((0, 2, 3), np.float32), np.zeros((2, 3), np.float32))
+    assert (label == 0).all()
+
+
+def test_metric_against_hand_computed_confusion():
+    gt = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 255]], dtype=np.uint8)
+    score = SegmentationScore(3)
+    score.add(pred, gt)
+    # valid gt pixels: 7 (one 255); of these pred is 255 once -> 6 counted
+    expected = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    assert score.matrix.tolist() == expected.tolist()
+    result = score.result(["bg", "a", "b"])
+    # IoU: bg 1/(2+2-1)=1/3, a 2/(2+3-2)=2/3, b 1/(2+1-1)=1/2
+    assert result["per_class_iou"] == pytest.approx({"bg": 1 / 3, "a": 2 / 3, "b": 1 / 2})
+    assert result["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert result["pixel_accuracy"] == pytest.approx(4 / 6)
+    assert result["ignored_fraction"] == pytest.approx(1 / 7)
+
+
+def test_metric_absent_class_is_not_averaged():
+    score = SegmentationScore(3)
+    score.add(np.array([[0, 1]], np.uint8), np.array([[0, 1]], np.uint8))
+    result = score.result(["bg", "a", "b"])
+    assert result["per_class_iou"]["b"] is None
+    assert result["miou"] == 1.0
+
+
+def test_metric_rejects_bad_input():
+    score = SegmentationScore(2)
+    with pytest.raises(ValueError, match="shape"):
+        score.add(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
+    with pytest.raises(ValueError, match="label 4"):
+        score.add(np.zeros((1, 1), np.uint8), np.full((1, 1), 4, np.uint8))

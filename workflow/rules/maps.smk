@@ -1,0 +1,77 @@
+# Stage 3: localization maps into HDF5 map stores, and their quality as pseudo labels (cam.json).
+
+
+rule extract_maps:
+    input:
+        model=res("{exp}/classifier/model.pt"),
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/maps/{split}.h5"),
+    log:
+        res("logs/extract_maps/{exp}_{split}.log"),
+    benchmark:
+        res("benchmarks/extract_maps/{exp}_{split}.tsv")
+    conda:
+        DRS_ENV
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        dataset=DATASET,
+        scales=" ".join(str(s) for s in config["maps"]["scales"]),
+        flip="--flip" if config["maps"]["flip"] else "",
+        batch_size=config["maps"]["batch_size"],
+    shell:
+        "python -m drs extract-maps --model {input.model} --dataset {params.dataset} "
+        "--split {wildcards.split} --out {output} --scales {params.scales} {params.flip} "
+        "--batch-size {params.batch_size} > {log} 2>&1"
+
+
+rule eval_cam:
+    input:
+        store=res("{exp}/maps/" + TRAIN_SPLIT + ".h5"),
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/metrics/cam.json"),
+    log:
+        res("logs/eval_cam/{exp}.log"),
+    benchmark:
+        res("benchmarks/eval_cam/{exp}.tsv")
+    conda:
+        DRS_ENV
+    params:
+        dataset=DATASET,
+        alpha=config["pseudo_labels"]["alpha"],
+        saliency=config["pseudo_labels"]["saliency"],
+        bg_threshold=config["pseudo_labels"]["bg_threshold"],
+        conflict_score=config["pseudo_labels"]["conflict_score"],
+    shell:
+        "python -m drs eval-maps {input.store} --dataset {params.dataset} --out {output} "
+        "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
+        "--conflict-score {params.conflict_score} > {log} 2>&1"
+
+
+rule compare_cams:
+    input:
+        metrics=expand(res("{exp}/metrics/cam.json"), exp=EXPERIMENTS),
+        stores=expand(
+            res("{exp}/maps/{split}.h5"), exp=VARIANT_FIRST_RUNS, split=TRAIN_SPLIT
+        ),
+    output:
+        table=res("drs_vs_cam.md"),
+        figure=res("drs_vs_cam.png"),
+    log:
+        res("logs/compare_cams.log"),
+    benchmark:
+        res("benchmarks/compare_cams.tsv")
+    conda:
+        DRS_ENV
+    params:
+        runs=" ".join(f"{e}={res(e + '/metrics/cam.json')}" for e in EXPERIMENTS),
+        stores=" ".join(
+            f"{variant_of(e)}={res(e + '/maps/' + TRAIN_SPLIT + '.h5')}"
+            for e in VARIANT_FIRST_RUNS
+        ),
+    shell:
+        "python -m drs compare --runs {params.runs} --out {output.table} "
+        "--stores {params.stores} --figure {output.figure} > {log} 2>&1"
