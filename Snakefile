@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default run; a --configfile replaces it (rather than being merged into it),
+# so a config such as config/study.yaml defines its experiments alone.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -29,7 +33,7 @@ rule all:
     default_target: True
     input:
         DATASET_CHECK,
-        res(f"{MAIN}/metrics/cam.json"),
+        cam_metrics(MAIN),
 
 
 rule data:

@@ -26,6 +26,7 @@ class ClassifierSettings:
 
     width: float = 1.0
     batch_norm: bool = False
+    extra_batch_norm: bool = False
     stages: int = 5
     pretrained: str = "imagenet"  # "none", "imagenet" (torchvision's cached weights) or a path
     epochs: int = 15
@@ -67,6 +68,7 @@ def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, d
         delta=delta,
         width=settings.width,
         batch_norm=settings.batch_norm,
+        extra_batch_norm=settings.extra_batch_norm,
         stages=settings.stages,
         weights=_weights_arg(settings.pretrained),
     )

@@ -173,7 +173,9 @@ def test_batch_norm_variant():
     for i, m in enumerate(layers):  # conv -> BN -> ReLU+DRS
         if isinstance(m, nn.Conv2d):
             assert isinstance(layers[i + 1], nn.BatchNorm2d) and isinstance(layers[i + 2][1], DRS)
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.extra) == 3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.extra)  # the paper's extra layers
+    both = drs_vgg16(4, width=SMALL, batch_norm=True, extra_batch_norm=True)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in both.extra) == 3
     assert all(torch.all(b.weight == 1) and torch.all(b.bias == 0) for b in bns)
     assert all(d.kind == "fixed" and d.delta == 0.6 for d in model.drs_modules())
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 4)
@@ -191,7 +193,7 @@ def test_drs_module_count():
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_parameter_groups_partition_with_paper_multipliers(batch_norm):
-    model = drs_vgg16(20, width=SMALL, batch_norm=batch_norm)
+    model = drs_vgg16(20, width=SMALL, batch_norm=batch_norm, extra_batch_norm=batch_norm)
     groups = model.parameter_groups(0.001)
     assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.002, 0.01, 0.02])
     ids = [id(p) for g in groups for p in g["params"]]
@@ -217,6 +219,7 @@ def test_config_roundtrip():
     model = drs_vgg16(7, drs="fixed", delta=0.5, width=SMALL, batch_norm=True, stages=4)
     assert model.config == {
         "num_classes": 7, "drs": "fixed", "delta": 0.5, "width": SMALL, "batch_norm": True, "stages": 4,
+        "extra_batch_norm": False,
     }
     rebuilt = DRSClassifier.from_config(model.config)
     rebuilt.load_state_dict(model.state_dict())

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+import torch
+
+from drs.maps import MapStore
+
 from conftest import BIN, REPO, TINY_CONFIG, snakemake
 
 
@@ -38,6 +42,13 @@ def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
     for rule in ("synthesize_dataset", "check_dataset"):
         assert (workdir / f"results/logs/{rule}.log").stat().st_size > 0
         assert (workdir / f"results/benchmarks/{rule}.tsv").exists()
+    cam = json.loads((workdir / "results/drs/metrics/cam.json").read_text())
+    assert {"miou", "pixel_accuracy", "per_class_iou", "split", "num_images"} <= set(cam)
+    assert cam["num_images"] == 12 and all(v is None or 0 <= v <= 1 for v in cam["per_class_iou"].values())
+    assert "state_dict" in torch.load(workdir / "results/drs/classifier/model.pt", weights_only=True)
+    with MapStore(workdir / "results/drs/maps/train.h5") as store:
+        assert len(store) == 12 and store.attrs["checkpoint_sha256"]
+    assert "img/s" in (workdir / "results/logs/train_classifier/drs.log").read_text()
     again = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG))
     assert "Nothing to be done" in again.stdout + again.stderr
     # a changed generator setting re-runs the data stage (params are a rerun trigger)
@@ -57,7 +68,7 @@ def test_existing_folder_dataset_is_used_as_is(workdir):
     config.write_text(
         f"dataset: folder\ndataset_dir: {folder}\nexperiments: {{cam: {{drs: none}}}}\nmain_experiment: cam\n"
     )
-    result = snakemake(workdir, "--cores", "1", "--configfile", str(config))
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(config), "--", "data")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout + result.stderr
     assert "synthesize_dataset" not in out and "download_voc2012" not in out
@@ -76,3 +87,15 @@ def test_broken_dataset_fails_the_check_and_publishes_nothing(workdir):
     assert result.returncode != 0
     assert not (workdir / "results/data/dataset_check.json").exists()
     assert "train_00002.jpg: image missing" in (workdir / "results/logs/check_dataset.log").read_text()
+
+
+def test_cams_target_compares_experiments(workdir):
+    """`cams` builds every experiment's cam.json and the comparison table and picture."""
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(TINY_CONFIG), "--", "cams")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = (workdir / "results/drs_vs_cam.md").read_text()
+    assert "| drs | 1 |" in table and "| cam | 1 |" in table
+    from PIL import Image
+
+    with Image.open(workdir / "results/drs_vs_cam.png") as picture:
+        assert picture.width == 4 * 64  # image, ground truth, one map per variant

@@ -32,7 +32,7 @@ class SynthSpec:
     objects_per_image: tuple[int, int] = (1, 2)
     object_size: tuple[int, int] = (40, 64)
     part_size: float = 0.3
-    body_class_signal: float = 0.25
+    body_class_signal: float = 0.5
     clutter: int = 6
     saliency: SaliencySpec = field(default_factory=SaliencySpec)
 

@@ -7,8 +7,9 @@ modified as in the paper:
 * the three conv5 convolutions are dilated by 2 (padding 2);
 * every ReLU is followed by a DRS module (:func:`drs.models.drs.activation`).
 
-Then the *extra* layers: three 3x3 convolutions of 512 channels (each followed by ReLU + DRS, with
-batch norm before the activation when ``batch_norm``) and a 1x1 convolution to ``num_classes`` class
+Then the *extra* layers, new in the paper: three 3x3 convolutions of 512 channels (each followed by
+ReLU + DRS; batch norm before the activation only with ``extra_batch_norm``: ``batch_norm`` makes the
+backbone VGG-16-BN and leaves the paper's extra layers as they are) and a 1x1 convolution to ``num_classes`` class
 maps (no activation). Logits are the global average of the class maps.
 
 ``stages`` keeps the first N of VGG-16's five conv stages. The pooling after the last kept stage is
@@ -45,7 +46,7 @@ from drs.models.drs import DRS, activation
 VGG16_STAGES: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 EXTRA_CHANNELS = 512
 OUTPUT_STRIDE = {3: 4, 4: 8, 5: 8}
-CONFIG_KEYS = ("num_classes", "drs", "delta", "width", "batch_norm", "stages")
+CONFIG_KEYS = ("num_classes", "drs", "delta", "width", "batch_norm", "stages", "extra_batch_norm")
 
 
 def _scale(c: int, width: float) -> int:
@@ -264,6 +265,7 @@ def drs_vgg16(
     batch_norm: bool = False,
     stages: int = 5,
     weights: str | os.PathLike | None = None,
+    extra_batch_norm: bool = False,
 ) -> DRSClassifier:
     """The paper's DRS classifier on a modified VGG-16.
 
@@ -272,7 +274,9 @@ def drs_vgg16(
         drs: ``"learnable"``, ``"fixed"`` (needs ``delta``) or ``"none"`` (plain CAM network).
         delta: the fixed controller in (0, 1] for ``drs="fixed"``.
         width: scales every channel count (``max(1, round(c * width))``); 1.0 is the paper's network.
-        batch_norm: use VGG-16-BN layers (batch norm after each conv, also in the extra layers).
+        batch_norm: use VGG-16-BN layers in the backbone (batch norm after each conv).
+        extra_batch_norm: batch norm in the three extra layers too (not in the paper; it makes the
+            last features dense, which DRS's suppression turns into maps flooding the background).
         stages: keep the first 3, 4 or 5 VGG conv stages (see the module docstring for strides).
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet weights from torch hub's
             cache; never downloaded) or the path of a torchvision-format VGG-16 state dict. Needs
@@ -307,7 +311,9 @@ def drs_vgg16(
                 raise UserError(f"VGG-16 weights file {path}: not found")
 
     backbone, channels = _backbone(drs, delta, width, batch_norm, stages)
-    extra, channels = _extra(channels, drs, delta, width, batch_norm)
+    if not isinstance(extra_batch_norm, bool):
+        raise ValueError(f"extra_batch_norm {extra_batch_norm!r}: expected true or false")
+    extra, channels = _extra(channels, drs, delta, width, extra_batch_norm)
     classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
     for part in (backbone, extra, classifier):
         _init_layers(part)
@@ -318,6 +324,7 @@ def drs_vgg16(
         "width": width,
         "batch_norm": batch_norm,
         "stages": stages,
+        "extra_batch_norm": extra_batch_norm,
     }
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
     if path is not None:

@@ -22,5 +22,5 @@ rule train_classifier:
         settings=classifier_settings,
         out=lambda wildcards, output: Path(output[0]).parent,
     shell:
-        "python -m drs train-classifier --dataset {params.dataset} --split {params.split} "
+        "OMP_NUM_THREADS={threads} python -m drs train-classifier --dataset {params.dataset} --split {params.split} "
         "--out {params.out} {params.drs} --settings {params.settings:q} > {log} 2>&1"

@@ -67,6 +67,15 @@ wildcard_constraints:
     split="[A-Za-z0-9_]+(?<!_refined)",
 
 
+def train_store(exp="{exp}"):
+    """The map store of an experiment's training split."""
+    return res(f"{exp}/maps/{TRAIN_SPLIT}.h5")
+
+
+def cam_metrics(exp="{exp}"):
+    return res(f"{exp}/metrics/cam.json")
+
+
 def drs_args(wildcards):
     """--drs/--delta options of an experiment."""
     exp = EXPERIMENTS[wildcards.exp]

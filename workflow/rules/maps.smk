@@ -22,17 +22,17 @@ rule extract_maps:
         flip="--flip" if config["maps"]["flip"] else "",
         batch_size=config["maps"]["batch_size"],
     shell:
-        "python -m drs extract-maps --model {input.model} --dataset {params.dataset} "
+        "OMP_NUM_THREADS={threads} python -m drs extract-maps --model {input.model} --dataset {params.dataset} "
         "--split {wildcards.split} --out {output} --scales {params.scales} {params.flip} "
         "--batch-size {params.batch_size} > {log} 2>&1"
 
 
 rule eval_cam:
     input:
-        store=res("{exp}/maps/" + TRAIN_SPLIT + ".h5"),
+        store=train_store(),
         check=DATASET_CHECK,
     output:
-        res("{exp}/metrics/cam.json"),
+        cam_metrics(),
     log:
         res("logs/eval_cam/{exp}.log"),
     benchmark:
@@ -53,10 +53,8 @@ rule eval_cam:
 
 rule compare_cams:
     input:
-        metrics=expand(res("{exp}/metrics/cam.json"), exp=EXPERIMENTS),
-        stores=expand(
-            res("{exp}/maps/{split}.h5"), exp=VARIANT_FIRST_RUNS, split=TRAIN_SPLIT
-        ),
+        metrics=[cam_metrics(e) for e in EXPERIMENTS],
+        stores=[train_store(e) for e in VARIANT_FIRST_RUNS],
     output:
         table=res("drs_vs_cam.md"),
         figure=res("drs_vs_cam.png"),
@@ -67,11 +65,8 @@ rule compare_cams:
     conda:
         DRS_ENV
     params:
-        runs=" ".join(f"{e}={res(e + '/metrics/cam.json')}" for e in EXPERIMENTS),
-        stores=" ".join(
-            f"{variant_of(e)}={res(e + '/maps/' + TRAIN_SPLIT + '.h5')}"
-            for e in VARIANT_FIRST_RUNS
-        ),
+        runs=" ".join(f"{e}={cam_metrics(e)}" for e in EXPERIMENTS),
+        stores=" ".join(f"{variant_of(e)}={train_store(e)}" for e in VARIANT_FIRST_RUNS),
     shell:
         "python -m drs compare --runs {params.runs} --out {output.table} "
         "--stores {params.stores} --figure {output.figure} > {log} 2>&1"
