@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from drs.errors import UserError
+from drs.fileio import check_keys
 
 log = logging.getLogger("drs.classifier")
 
@@ -43,10 +44,7 @@ class ClassifierSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ClassifierSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"config key 'classifier': unknown key(s) {unknown}; expected some of {sorted(known)}")
+        check_keys("classifier", values, cls)
         settings = cls(**values)
         if settings.crop_size > settings.input_size:
             raise UserError(

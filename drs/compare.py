@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
+from drs.fileio import atomic_write_text
 
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
@@ -119,8 +120,7 @@ def _run(args) -> int:
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{path}: cannot read metrics ({err})") from None
     table = comparison_table(runs)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(table)
+    atomic_write_text(args.out, table)
     print(table)
     if args.figure:
         if not args.stores:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
+from drs.fileio import atomic_write_text
 from drs.metrics import SegmentationScore
 from drs.pseudo_labels import pseudo_label
 
@@ -120,14 +120,6 @@ def evaluate_store(
     return result
 
 
-def write_json(result: dict, out: str | Path) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-
-
 def summary_line(result: dict) -> str:
     cov = result["coverage"]
     text = f"mIoU {result['miou']:.3f} ({result['background_cue']}), threshold mIoU {result['miou_threshold']:.3f}"
@@ -158,6 +150,6 @@ def add_parser(sub) -> None:
 def _run(args) -> int:
     result = evaluate_store(args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency)
     if args.out:
-        write_json(result, args.out)
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))
     return 0

@@ -131,6 +131,8 @@ def fit(
     ``step_loss(model, batch, device)`` returns the loss of one batch. ``lr_at_epoch(e)`` gives the
     multiplier of every parameter group's base learning rate for epoch e (0-based). ``loader`` must
     use a ``torch.Generator`` (its ``generator``), reseeded here at each epoch.
+    ``extra_state`` is saved in every checkpoint; a checkpoint is resumed only when its
+    ``extra_state`` equals this run's (same settings, data and model), else training starts over.
     ``stop_after_steps`` interrupts the run (raising KeyboardInterrupt) after that many steps in
     total, to test resumption.
     """
@@ -146,8 +148,11 @@ def fit(
 
     start_epoch = 0
     last = out_dir / LAST_CHECKPOINT
-    if last.exists():
-        state = load_checkpoint(last)
+    state = load_checkpoint(last) if last.exists() else None
+    if state is not None and any(state.get(k) != v for k, v in (extra_state or {}).items()):
+        log.warning("%s: %s was made with other settings; starting over", name, last)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])

@@ -114,7 +114,7 @@ def test_valid_folder_passes(tmp_path, capsys):
     assert data["problems"] == []
     assert data["splits"] == {"train": 4, "val": 2}
     assert data["root"] == str(root)
-    assert not Path(f"{out}.tmp").exists()
+    assert not (Path(out).parent / f".{Path(out).name}.partial").exists()
 
 
 def test_grey_masks_in_segmentation_class_aug_pass(tmp_path):
@@ -272,7 +272,7 @@ def test_several_defects_are_all_reported(tmp_path, capsys):
         assert path in stdout
     assert "7 problem(s)" in stdout
     assert not out.exists()
-    assert not Path(f"{out}.tmp").exists()
+    assert not (Path(out).parent / f".{Path(out).name}.partial").exists()
     # without --json the exit status is the same
     assert run_cli(root) == 1
 

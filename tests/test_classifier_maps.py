@@ -129,3 +129,15 @@ def test_extract_refuses_other_classes(trained, tmp_path):
     with pytest.raises(UserError, match="trained on classes"):
         extract_maps(trained, other, "train", tmp_path / "x.h5", scales=[48])
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(dataset, tmp_path, caplog):
+    out = tmp_path / "changed"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(dataset, "train", out, ClassifierSettings.from_dict(SETTINGS), "learnable", stop_after_steps=3)
+    assert (out / "last.pt").exists()
+    changed = ClassifierSettings.from_dict({**SETTINGS, "lr": 0.02, "epochs": 1})
+    with caplog.at_level("WARNING"):
+        train_classifier(dataset, "train", out, changed, "learnable")
+    assert "made with other settings; starting over" in caplog.text
+    assert torch.load(out / "model.pt", weights_only=True)["settings"]["lr"] == 0.02

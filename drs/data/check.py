@@ -29,6 +29,7 @@ from drs.data.voc import (
     read_class_names,
 )
 from drs.errors import UserError
+from drs.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,5 @@ def _run(args) -> int:
     if args.json_out:
         if not report.ok:
             return 1  # a failed check publishes no report: later stages must not start
-        tmp = Path(f"{args.json_out}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        os.replace(tmp, args.json_out)
+        atomic_write_text(args.json_out, json.dumps(report.to_json(), indent=2) + "\n")
     return 0 if report.ok else 1

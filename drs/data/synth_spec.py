@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from drs.errors import UserError
+from drs.fileio import check_keys
 
 # 24 hue names, 15 degrees apart; class c is named after the hue of its part.
 HUE_NAMES = (
@@ -39,16 +40,10 @@ class SynthSpec:
     @classmethod
     def from_dict(cls, values: dict) -> "SynthSpec":
         """Build from a config mapping (the `synthetic:` section); unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"config key 'synthetic': unknown key(s) {unknown}; expected some of {sorted(known)}")
+        check_keys("synthetic", values, cls)
         values = dict(values)
         if "saliency" in values:
-            sal_known = {f.name for f in fields(SaliencySpec)}
-            bad = sorted(set(values["saliency"]) - sal_known)
-            if bad:
-                raise UserError(f"config key 'synthetic.saliency': unknown key(s) {bad}; expected some of {sorted(sal_known)}")
+            check_keys("synthetic.saliency", values["saliency"], SaliencySpec)
             values["saliency"] = SaliencySpec(**values["saliency"])
         for key in ("objects_per_image", "object_size"):
             if key in values:
