@@ -18,6 +18,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/maps.smk"
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/pseudo_labels.smk"
 
 
 localrules:
@@ -27,6 +29,7 @@ localrules:
     check_dataset,
     eval_cam,
     compare_cams,
+    eval_refined,
 
 
 rule all:
@@ -34,6 +37,7 @@ rule all:
     input:
         DATASET_CHECK,
         cam_metrics(MAIN),
+        res(f"{MAIN}/metrics/refined.json"),
 
 
 rule data:

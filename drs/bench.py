@@ -7,6 +7,9 @@
   uint8 (C x H x W bytes; also given for VOC's 20 classes);
 - time to read one image's maps (random access, median and 95th percentile).
 
+`drs bench pseudo-labels`: pseudo-label generation (read maps and saliency, apply the rule, write
+PNGs) in images/s with one worker and with all usable cores, and the speed-up.
+
 Results print as text and, with ``--out``, as JSON with the machine they were measured on.
 """
 
@@ -22,19 +25,27 @@ import time
 from pathlib import Path
 
 from drs.errors import UserError
+from drs.fileio import atomic_write_text
 
 
-def _machine(device) -> dict:
-    import torch
-
+def _machine(device=None) -> dict:
+    """The machine a benchmark ran on; ``device=None``: a CPU-only benchmark (torch not imported)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
+        "usable_cores": cores,
     }
+    if device is None:
+        info["device"] = "cpu"
+        return info
+    import torch
+
+    info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(), device=str(device))
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -142,9 +153,60 @@ def format_result(r: dict) -> str:
     )
 
 
+def bench_pseudo_labels(store, dataset=None, images=64, repeats=3) -> dict:
+    """Pseudo-label throughput on the store's first ``images`` images, 1 worker vs all cores (best of ``repeats``)."""
+    from drs.maps import MapStore
+    from drs.pseudo_labels import generate_pseudo_labels, usable_cores
+
+    if images < 1 or repeats < 1:
+        raise UserError(f"--images and --repeats must be at least 1, got {images} and {repeats}")
+    with MapStore(store) as opened:
+        n = min(images, len(opened))
+    if not n:
+        raise UserError(f"{store}: map store holds no images")
+    cores = min(usable_cores(), n)
+    best = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in dict.fromkeys((1, cores)):
+            times = []
+            for r in range(repeats):
+                run = generate_pseudo_labels(
+                    store, Path(tmp) / f"labels-{workers}-{r}", dataset, missing_saliency="threshold",
+                    workers=workers, limit=n,
+                )  # fmt: skip
+                times.append(run["seconds"])
+            best[workers] = min(times)
+    single = n / best[1]
+    parallel = n / best[cores]
+    return {
+        "images": n,
+        "repeats": repeats,
+        "workers": cores,
+        "single_images_per_s": single,
+        "parallel_images_per_s": parallel,
+        "speedup": parallel / single,
+        "threshold_images": run["threshold_images"],
+        "machine": _machine(None),
+    }
+
+
+def format_pseudo_labels_result(r: dict) -> str:
+    m = r["machine"]
+    return "\n".join(
+        [
+            f"images: {r['images']}, best of {r['repeats']}",
+            f"1 worker: {r['single_images_per_s']:.1f} img/s; {r['workers']} workers: "
+            f"{r['parallel_images_per_s']:.1f} img/s (speed-up {r['speedup']:.2f}x)",
+            f"machine: {m['processor']}, {m['usable_cores']} usable of {m['cpu_count']} cores",
+        ]
+    )
+
+
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (map extraction and the map store)", description=__doc__)
+    p = sub.add_parser(
+        "bench", help="benchmarks (map extraction, the map store, pseudo-label generation)", description=__doc__
+    )
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     m = what.add_parser("maps", help="extraction throughput vs bare forward; store size and read time")
     m.add_argument("--model", required=True, help="classifier checkpoint (model.pt)")
@@ -157,6 +219,13 @@ def add_parser(sub) -> None:
     m.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     m.add_argument("--out", help="also write the result as JSON")
     m.set_defaults(func=_run)
+    pl = what.add_parser("pseudo-labels", help="pseudo-label generation throughput: 1 worker vs all cores")
+    pl.add_argument("--store", required=True, help="map store (.h5)")
+    pl.add_argument("--dataset", help="dataset folder (default: the one recorded in the store)")
+    pl.add_argument("--images", type=int, default=64, help="number of images (default 64)")
+    pl.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    pl.add_argument("--out", help="also write the result as JSON")
+    pl.set_defaults(func=_run_pseudo_labels)
 
 
 def _run(args) -> int:
@@ -164,4 +233,12 @@ def _run(args) -> int:
     print(format_result(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _run_pseudo_labels(args) -> int:
+    result = bench_pseudo_labels(args.store, args.dataset, args.images, args.repeats)
+    print(format_pseudo_labels_result(result))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0

@@ -152,8 +152,12 @@ def train_classifier(
     return final
 
 
-def load_classifier(path: str | Path):
-    """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a `model.pt`."""
+def load_classifier(path: str | Path, kinds: tuple[str, ...] = ("classifier",)):
+    """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a `model.pt`.
+
+    ``kinds`` lists the accepted checkpoint kinds: "classifier" (train-classifier), "refiner"
+    (train-refiner; the same network class without DRS modules).
+    """
     import torch
 
     from drs.models.vgg import DRSClassifier
@@ -165,8 +169,8 @@ def load_classifier(path: str | Path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise UserError(f"{path}: not a readable checkpoint ({err})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
-        raise UserError(f"{path}: not a classifier checkpoint of drs train-classifier")
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
+        raise UserError(f"{path}: not a checkpoint of drs train-{' or train-'.join(kinds)}")
     model = DRSClassifier.from_config(checkpoint["model_config"])
     model.load_state_dict(checkpoint.pop("state_dict"))
     model.eval()

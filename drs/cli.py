@@ -23,6 +23,8 @@ STAGE_MODULES = [
     "drs.classifier",
     "drs.extract",
     "drs.eval_maps",
+    "drs.pseudo_labels",
+    "drs.refiner",
     "drs.maps",
     "drs.compare",
     "drs.bench",

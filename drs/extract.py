@@ -2,7 +2,9 @@
 
 For every image and every scale s: the image resized to s x s, the model's class maps, ReLU,
 bilinear upsampling to the image's size, division by each class's maximum; optionally the same
-for the horizontally flipped image (flipped back); the maximum over scales (and flips). Only the
+for the horizontally flipped image (flipped back); the maximum over scales (and flips). A refiner
+checkpoint (train-refiner) gives the refined maps: its outputs are already scores in [0, 1], so
+they are clipped to that range instead of divided by their maximum (as in the reference code). Only the
 image's ground-truth classes are kept. Images are processed in batches and written to the store as
 they come, so memory stays flat in the number of images; the store appears under its final name
 only when complete.
@@ -55,8 +57,9 @@ def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, devi
     return [[out[i] for out in outputs] for i in range(len(tensors))]
 
 
-def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int]):
-    """ReLU, upsampling to ``size``, per-class max normalisation, max over scales: (K, H, W) in [0, 1]."""
+def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normalize: bool = True):
+    """ReLU, upsampling to ``size``, per-class max normalisation (or clipping to 1), max over scales:
+    (K, H, W) in [0, 1]."""
     import torch
     import torch.nn.functional as F
 
@@ -65,12 +68,14 @@ def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int]):
     for maps in raw_maps:
         m = F.relu(maps.index_select(0, index))[None]
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[0]
-        m = m / (m.amax(dim=(1, 2), keepdim=True) + 1e-5)
+        m = m / (m.amax(dim=(1, 2), keepdim=True) + 1e-5) if normalize else m.clamp(max=1.0)
         best = m if best is None else torch.maximum(best, m)
     return best
 
 
-def localization_maps(model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def localization_maps(
+    model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device, normalize: bool = True
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order."""
     import torch
 
@@ -88,7 +93,7 @@ def localization_maps(model, voc: VOCDataset, ids: Sequence[str], scales, flip: 
                 yield image_id, classes, np.zeros((0, *size), dtype=np.uint8)
                 continue
             with torch.inference_mode():
-                maps = (combine(raw, classes, size).clamp_(0, 1) * 255).round_().to(torch.uint8).cpu().numpy()
+                maps = (combine(raw, classes, size, normalize).clamp_(0, 1) * 255).round_().to(torch.uint8).cpu().numpy()
             yield image_id, classes, maps
 
 
@@ -106,7 +111,8 @@ def extract_maps(
     from drs.maps import MapStoreWriter
     from drs.train import describe_device, pick_device
 
-    model, record = load_classifier(checkpoint)
+    model, record = load_classifier(checkpoint, kinds=("classifier", "refiner"))
+    refined = record["kind"] == "refiner"
     voc = VOCDataset(dataset, split)
     if list(voc.class_names) != list(record["class_names"]):
         raise UserError(
@@ -123,13 +129,13 @@ def extract_maps(
         class_names=list(voc.class_names),
         scales=list(scales),
         flip=flip,
-        stage="cam",
+        stage="refined" if refined else "cam",
         split=split,
         dataset=str(Path(dataset).resolve()),
         checkpoint_sha256=file_sha256(checkpoint),
         config=config,
     ) as writer:
-        for n, (image_id, classes, maps) in enumerate(localization_maps(model, voc, ids, scales, flip, batch_size, device), 1):
+        for n, (image_id, classes, maps) in enumerate(localization_maps(model, voc, ids, scales, flip, batch_size, device, not refined), 1):
             writer.add(image_id, classes, maps)
             if n % 200 == 0:
                 log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
@@ -142,11 +148,11 @@ def extract_maps(
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "extract-maps",
-        help="write a trained classifier's localization maps to an HDF5 map store",
+        help="write a classifier's (or refiner's) localization maps to an HDF5 map store",
         description="Multi-scale (optionally flipped) localization maps of the ground-truth classes, "
         "per-class max-normalised, written to an HDF5 map store (see `drs inspect`).",
     )
-    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt of train-classifier)")
+    p.add_argument("--model", required=True, help="checkpoint: model.pt of train-classifier, or of train-refiner for refined maps")
     p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     p.add_argument("--split", default="train", help="id list (default: train)")
     p.add_argument("--out", required=True, help="store to write (.h5)")

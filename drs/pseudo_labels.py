@@ -4,11 +4,28 @@ Object cues: maps below ``alpha`` set to 0. Background cue: 1 - saliency (or a c
 when there is no saliency). Label: arg-max over (background, classes). Ignored (255): pixels where
 more than two of those scores exceed ``conflict_score``, and pixels labelled background although
 fully salient (saliency == 1).
+
+``drs pseudo-labels STORE --out DIR`` writes every image's label as ``DIR/<id>.png`` (VOC palette
+PNG, 255 = ignore), over all cores; ``drs score-labels DIR --dataset ROOT --split SPLIT`` scores such
+a folder against the ground truth.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import numpy as np
+
+from drs.errors import UserError
+from drs.fileio import atomic_write_text
+
+log = logging.getLogger("drs.pseudo_labels")
 
 IGNORE = 255
 
@@ -33,3 +50,299 @@ def pseudo_label(
     if saliency is not None:
         label[(saliency >= 1.0) & (label == 0)] = IGNORE
     return label
+
+
+# -- label files -------------------------------------------------------------------------------------
+SALIENCY_MODES = ("saliency_map", "none")
+MISSING_SALIENCY_MODES = ("error", "threshold")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _label_chunk(job: dict) -> tuple[int, int, int]:
+    """Write the labels of ``job['ids']``; returns (images, ignored pixels, pixels). Runs in a worker."""
+    from drs.data.voc import VOCDataset, save_label_png
+    from drs.maps import MapStore
+
+    voc = VOCDataset(job["root"], job["split"])
+    out = Path(job["out"])
+    threshold_ids = job["threshold_ids"]
+    images = ignored = pixels = 0
+    with MapStore(job["store"]) as store:
+        for image_id in job["ids"]:
+            record = store.read(image_id)
+            saliency = None
+            if job["use_saliency"] and image_id not in threshold_ids:
+                saliency = voc.load_saliency(image_id)
+                if saliency.shape != tuple(record.size):
+                    raise UserError(
+                        f"{voc.saliency_path(image_id)}: saliency map is {saliency.shape[0]}x{saliency.shape[1]} but "
+                        f"map store {store.path} has {record.size[0]}x{record.size[1]} maps for {image_id!r}"
+                    )
+            label = pseudo_label(
+                record.classes, record.float(), saliency, job["alpha"], job["bg_threshold"], job["conflict_score"]
+            )
+            save_label_png(out / f"{image_id}.png", label)
+            images += 1
+            ignored += int((label == IGNORE).sum())
+            pixels += label.size
+    return images, ignored, pixels
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Only a folder of label PNGs is replaced: never a file or a folder holding anything else."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder; remove it or pick another --out")
+    others = [p.name for p in out_dir.iterdir() if not (p.is_file() and p.suffix == ".png")]
+    if others:
+        raise UserError(
+            f"{out_dir}: exists and holds more than label PNGs (e.g. {sorted(others)[0]!r}); "
+            "remove it or pick another --out"
+        )
+
+
+def generate_pseudo_labels(
+    store_path: str | Path,
+    out_dir: str | Path,
+    dataset: str | Path | None = None,
+    alpha: float = 0.2,
+    saliency: str = "saliency_map",
+    bg_threshold: float = 0.2,
+    conflict_score: float = 0.9,
+    missing_saliency: str = "error",
+    workers: int | None = None,
+    limit: int | None = None,
+) -> dict:
+    """:func:`write_pseudo_labels`, returning figures about the run (``out``, ``num_images``,
+    ``ignored_fraction`` over all label pixels, ``seconds``, ``images_per_s``, ``workers``,
+    ``threshold_images``: images that used the threshold for want of a saliency map).
+    ``limit`` keeps the store's first ``limit`` images."""
+    from drs.data.voc import VOCDataset
+    from drs.maps import MapStore
+
+    _check_choice("saliency", saliency, SALIENCY_MODES)
+    _check_choice("missing_saliency", missing_saliency, MISSING_SALIENCY_MODES)
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
+    start = time.perf_counter()
+    store_path = Path(store_path)
+    out_dir = Path(out_dir)
+    with MapStore(store_path) as store:  # closed again before any worker starts
+        ids = store.ids
+        split = store.split
+        store_names = store.class_names
+        root = dataset if dataset is not None else store.attrs.get("dataset")
+    if limit is not None:
+        ids = ids[:limit]
+    if not root or not Path(root).is_dir():
+        raise UserError(f"{root}: dataset folder of map store {store_path} not found; pass --dataset ROOT")
+    voc = VOCDataset(root, split)
+    if list(voc.class_names) != list(store_names):
+        raise UserError(f"{store_path}: classes {store_names} differ from {root}'s {list(voc.class_names)}")
+
+    use_saliency = saliency == "saliency_map"
+    threshold_ids: set[str] = set()
+    if use_saliency:
+        missing = [i for i in ids if not voc.saliency_path(i).exists()]
+        if missing and missing_saliency == "error":
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise UserError(
+                f"{voc.saliency_path(missing[0])}: saliency map not found{more}; "
+                "--missing-saliency threshold uses the background threshold for such images, "
+                "--saliency none for all images"
+            )
+        if missing:
+            log.warning(
+                "%d of %d images have no saliency map (first: %s): they use the background threshold %g",
+                len(missing), len(ids), voc.saliency_path(missing[0]), bg_threshold,
+            )  # fmt: skip
+        threshold_ids = set(missing)
+
+    _check_replaceable(out_dir)
+    partial = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    workers = max(1, min(workers or usable_cores(), len(ids)))
+    # a few chunks per worker balance the load; each chunk opens the store and dataset once
+    size = max(1, -(-len(ids) // (workers * 4)))
+    common = dict(
+        store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
+        alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
+    )  # fmt: skip
+    jobs = []
+    for i in range(0, len(ids), size):
+        chunk = ids[i : i + size]
+        jobs.append(dict(common, ids=chunk, threshold_ids=threshold_ids.intersection(chunk)))
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                try:
+                    counts = list(pool.map(_label_chunk, jobs))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        else:
+            counts = [_label_chunk(job) for job in jobs]
+        if out_dir.exists():  # swap: the old folder is out of the way before the new one takes its name
+            old = out_dir.parent / f".{out_dir.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(partial, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - start
+    images = sum(c[0] for c in counts)
+    ignored = sum(c[1] for c in counts)
+    pixels = sum(c[2] for c in counts)
+    log.info("wrote %d pseudo labels to %s in %.2f s (workers: %d)", images, out_dir, seconds, workers)
+    return {
+        "out": out_dir,
+        "num_images": images,
+        "ignored_fraction": ignored / pixels if pixels else 0.0,
+        "seconds": seconds,
+        "images_per_s": images / seconds if seconds > 0 else float("inf"),
+        "workers": workers,
+        "threshold_images": len(threshold_ids),
+        "split": split,
+        "dataset": str(root),
+    }
+
+
+def write_pseudo_labels(
+    store_path: str | Path,
+    out_dir: str | Path,
+    dataset: str | Path | None = None,
+    alpha: float = 0.2,
+    saliency: str = "saliency_map",
+    bg_threshold: float = 0.2,
+    conflict_score: float = 0.9,
+    missing_saliency: str = "error",
+    workers: int | None = None,
+) -> Path:
+    """Write every image's pseudo label as ``out_dir/<id>.png`` (VOC palette PNG, 255 = ignore).
+
+    The dataset root defaults to the store's ``dataset`` attribute; the split is the store's.
+    ``saliency="none"`` uses the constant ``bg_threshold`` as background cue for all images. With
+    ``saliency="saliency_map"`` an image without a saliency map is an error, unless
+    ``missing_saliency="threshold"`` (then it uses the threshold; a warning counts them).
+    ``workers`` processes (default: all usable cores; 1 runs inline). The folder is built under
+    ``.<name>.partial`` and renamed to ``out_dir`` when complete, replacing an existing folder of
+    label PNGs; on failure ``out_dir`` is left as it was.
+    """
+    return generate_pseudo_labels(
+        store_path, out_dir, dataset, alpha, saliency, bg_threshold, conflict_score, missing_saliency, workers
+    )["out"]
+
+
+def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict:
+    """Score every ``label_dir/<id>.png`` of the split against its ground-truth mask.
+
+    Pixels labelled 255 are left out of the confusion matrix and counted (``ignored_fraction``).
+    """
+    from drs.data.voc import VOCDataset, read_label_png
+    from drs.metrics import SegmentationScore
+
+    label_dir = Path(label_dir)
+    if not label_dir.is_dir():
+        raise UserError(f"{label_dir}: label folder not found")
+    voc = VOCDataset(dataset, split)
+    names = list(voc.class_names)
+    score = SegmentationScore(len(names))
+    for image_id in voc.ids:
+        path = label_dir / f"{image_id}.png"
+        if not path.exists():
+            raise UserError(f"{path}: label not found (listed in {split}.txt of {dataset})")
+        label = read_label_png(path)
+        mask = voc.load_mask(image_id)
+        if label.shape != mask.shape:
+            raise UserError(
+                f"{path}: label is {label.shape[0]}x{label.shape[1]} but mask {voc.mask_path(image_id)} is "
+                f"{mask.shape[0]}x{mask.shape[1]}"
+            )
+        bad = np.unique(label[(label >= len(names)) & (label != IGNORE)])
+        if bad.size:
+            raise UserError(f"{path}: label values {bad.tolist()} out of range (0..{len(names) - 1} or {IGNORE})")
+        try:
+            score.add(label, mask)
+        except ValueError as err:
+            raise UserError(f"{voc.mask_path(image_id)}: {err}") from None
+    result = score.result(names)
+    result.update(split=split, labels=str(label_dir), dataset=str(dataset))
+    return result
+
+
+# -- command line ------------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "pseudo-labels",
+        help="write a map store's pseudo labels as PNGs (the paper's rule)",
+        description="Turn every image of a map store into its pseudo label the paper's way (object cues "
+        "above alpha, background from 1 - saliency or a constant threshold, conflicts and salient "
+        "background ignored) and write them as VOC palette PNGs (255 = ignore), one per image, into a "
+        "folder that is replaced whole when complete.",
+    )
+    p.add_argument("store", help="HDF5 map store")
+    p.add_argument("--out", required=True, help="output folder (<id>.png per image)")
+    p.add_argument("--dataset", help="dataset folder (default: the one recorded in the store)")
+    p.add_argument("--alpha", type=float, default=0.2, help="object cue threshold (default 0.2)")
+    p.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="background cue")
+    p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency (default 0.2)")
+    p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts (default 0.9)")
+    p.add_argument(
+        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
+        help="an image without a saliency map: error (default), or use the background threshold",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, help="processes (default: all usable cores)")
+    p.set_defaults(func=_run_write)
+
+    s = sub.add_parser(
+        "score-labels",
+        help="score a folder of label PNGs against the ground truth (mIoU)",
+        description="Score <id>.png of every image of a split against its ground-truth mask: mIoU, pixel "
+        "accuracy, per-class IoU; pixels labelled 255 are left out and counted (ignored fraction).",
+    )
+    s.add_argument("labels", help="folder of <id>.png label maps")
+    s.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    s.add_argument("--split", required=True, help="split whose images are scored")
+    s.add_argument("--out", help="write the metrics JSON here")
+    s.set_defaults(func=_run_score)
+
+
+def _run_write(args) -> int:
+    run = generate_pseudo_labels(
+        args.store, args.out, args.dataset, args.alpha, args.saliency, args.bg_threshold, args.conflict_score,
+        args.missing_saliency, args.workers,
+    )  # fmt: skip
+    print(
+        f"wrote {run['num_images']} pseudo labels to {run['out']}: {100 * run['ignored_fraction']:.1f}% of pixels "
+        f"ignored; {run['images_per_s']:.1f} images/s (workers: {run['workers']})"
+    )
+    return 0
+
+
+def _run_score(args) -> int:
+    result = score_labels(args.labels, args.dataset, args.split)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(
+        f"{result['num_images']} images: mIoU {result['miou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}, "
+        f"{100 * result['ignored_fraction']:.1f}% of pixels ignored"
+    )
+    return 0

@@ -116,7 +116,7 @@ def test_checkpoint_and_settings_errors(tmp_path, dataset):
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_classifier(bad)
     torch.save({"kind": "something"}, tmp_path / "other.pt")
-    with pytest.raises(UserError, match="not a classifier checkpoint"):
+    with pytest.raises(UserError, match="not a checkpoint of drs train-classifier"):
         load_classifier(tmp_path / "other.pt")
     with pytest.raises(UserError, match="config key 'classifier': unknown key"):
         ClassifierSettings.from_dict({"widht": 0.5})

@@ -49,6 +49,13 @@ def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
     with MapStore(workdir / "results/drs/maps/train.h5") as store:
         assert len(store) == 12 and store.attrs["checkpoint_sha256"]
     assert "img/s" in (workdir / "results/logs/train_classifier/drs.log").read_text()
+    with MapStore(workdir / "results/drs/maps/train_refined.h5") as store:
+        assert len(store) == 12 and store.stage == "refined"
+    labels = sorted((workdir / "results/drs/pseudo_labels").glob("*.png"))
+    assert len(labels) == 12
+    refined = json.loads((workdir / "results/drs/metrics/refined.json").read_text())
+    assert {"miou", "pixel_accuracy", "per_class_iou", "split", "num_images", "ignored_fraction"} <= set(refined)
+    assert refined["num_images"] == 12 and 0 <= refined["ignored_fraction"] <= 1
     again = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG))
     assert "Nothing to be done" in again.stdout + again.stderr
     # a changed generator setting re-runs the data stage (params are a rerun trigger)

@@ -18,7 +18,7 @@ from ``<split>_labels.txt``.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,8 @@ SPLIT_DIR = Path("ImageSets") / "Segmentation"
 CLASS_NAMES_FILE = "class_names.txt"
 
 
-def voc_palette() -> list[int]:
-    """The PASCAL VOC colour map (256 RGB triples, flattened), as used by its palette PNGs."""
+@lru_cache(maxsize=1)
+def _palette() -> tuple[int, ...]:
     palette = []
     for index in range(256):
         r = g = b = 0
@@ -71,7 +71,12 @@ def voc_palette() -> list[int]:
             b |= ((c >> 2) & 1) << shift
             c >>= 3
         palette.extend((r, g, b))
-    return palette
+    return tuple(palette)
+
+
+def voc_palette() -> list[int]:
+    """The PASCAL VOC colour map (256 RGB triples, flattened), as used by its palette PNGs."""
+    return list(_palette())
 
 
 def save_label_png(path: str | Path, label: np.ndarray) -> None:

@@ -72,6 +72,11 @@ def train_store(exp="{exp}"):
     return res(f"{exp}/maps/{TRAIN_SPLIT}.h5")
 
 
+def refined_store(exp="{exp}"):
+    """The refined map store of an experiment's training split."""
+    return res(f"{exp}/maps/{TRAIN_SPLIT}_refined.h5")
+
+
 def cam_metrics(exp="{exp}"):
     return res(f"{exp}/metrics/cam.json")
 

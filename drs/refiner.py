@@ -1,0 +1,215 @@
+"""`drs train-refiner`: localization-map refinement learning.
+
+A second network, the classifier's VGG-16 with the same extra layers but no DRS module, outputs C
+maps upsampled to its input size and learns, with a mean-squared error, to reproduce the
+classifier's localization maps, where each pixel keeps only its arg-max class (the other classes
+are 0 there). Its targets come from the classifier's HDF5 map store; the image and its target
+share the geometric augmentation (resize, flip, crop), colour jitter touches the image only. Adam,
+as in the paper. Its own multi-scale predictions (``drs extract-maps --model`` on its checkpoint)
+are the refined maps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drs.errors import UserError
+from drs.fileio import check_keys
+
+log = logging.getLogger("drs.refiner")
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class RefinerSettings:
+    """Defaults are the paper's (Adam, lr 1e-4, 30 epochs, ImageNet VGG-16); config.yaml scales them."""
+
+    width: float = 1.0
+    batch_norm: bool = False
+    extra_batch_norm: bool = False
+    stages: int = 5
+    pretrained: str = "imagenet"
+    epochs: int = 30
+    batch_size: int = 5
+    lr: float = 0.0001
+    lr_decay_epochs: list[int] = field(default_factory=list)
+    input_size: int = 384
+    crop_size: int = 320
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 20
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RefinerSettings":
+        check_keys("refiner", values, cls)
+        settings = cls(**values)
+        if settings.crop_size > settings.input_size:
+            raise UserError(f"config key 'refiner.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}")
+        return settings
+
+
+def arg_max_only(maps: np.ndarray) -> np.ndarray:
+    """(C, H, W) scores -> the same, with every class but each pixel's highest set to 0."""
+    if maps.shape[0] == 0:
+        return maps
+    best = maps.argmax(axis=0)
+    out = np.zeros_like(maps)
+    np.put_along_axis(out, best[None], np.take_along_axis(maps, best[None], axis=0), axis=0)
+    return out
+
+
+class RefineSet:
+    """(normalised image, target maps (C, h, w)) pairs from a dataset split and its map store."""
+
+    def __init__(self, voc, store_path: str | Path, input_size: int, crop_size: int):
+        import torch
+        from torchvision.transforms import v2
+
+        from drs.maps import MapStore
+
+        self.voc = voc
+        self.store_path = str(store_path)
+        with MapStore(store_path) as store:
+            missing = [i for i in voc.ids if i not in store]
+            if list(store.class_names) != list(voc.class_names):
+                raise UserError(f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}")
+        if missing:
+            raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
+        self._store = None
+        self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+        self.geometric = v2.Compose(
+            [v2.Resize((input_size, input_size), antialias=True), v2.RandomHorizontalFlip(), v2.RandomCrop(crop_size)]
+        )
+        self.torch = torch
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def __getitem__(self, index: int):
+        from torchvision import tv_tensors
+
+        from drs.data.torchdata import MEAN, STD
+        from drs.maps import MapStore
+
+        if self._store is None:  # opened lazily: once per data-loading process
+            self._store = MapStore(self.store_path)
+        torch = self.torch
+        image_id = self.voc.ids[index]
+        image = tv_tensors.Image(torch.from_numpy(self.voc.load_image(image_id)).permute(2, 0, 1))
+        target = tv_tensors.Image(torch.from_numpy(arg_max_only(self._store.dense(image_id))))
+        image, target = self.geometric(self.jitter(image), target)
+        image = image.float().div(255)
+        image = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+
+
+def refined_maps(model, images):
+    """The refiner's C maps at the input's size."""
+    import torch.nn.functional as F
+
+    return F.interpolate(model.class_maps(images), size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def train_refiner(
+    dataset: str | Path,
+    split: str,
+    store: str | Path,
+    out_dir: str | Path,
+    settings: RefinerSettings,
+    stop_after_steps: int | None = None,
+) -> Path:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from drs.data.voc import VOCDataset
+    from drs.extract import file_sha256
+    from drs.models.vgg import drs_vgg16
+    from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
+
+    out_dir = Path(out_dir)
+    voc = VOCDataset(dataset, split)
+    data = RefineSet(voc, store, settings.input_size, settings.crop_size)
+    seed_everything(settings.seed)
+    model = drs_vgg16(
+        voc.num_classes,
+        drs="none",
+        width=settings.width,
+        batch_norm=settings.batch_norm,
+        extra_batch_norm=settings.extra_batch_norm,
+        stages=settings.stages,
+        weights=None if settings.pretrained in ("none", "") else settings.pretrained,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    loader = DataLoader(
+        data,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(data) > settings.batch_size,
+        num_workers=settings.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),
+    )
+
+    def step_loss(model, batch, device):
+        images, targets = (t.to(device, non_blocking=True) for t in batch)
+        return F.mse_loss(refined_maps(model, images).float(), targets)
+
+    record = {
+        "kind": "refiner",
+        "model_config": model.config,
+        "settings": asdict(settings),
+        "class_names": list(voc.class_names),
+        "dataset": str(dataset),
+        "split": split,
+        "targets": str(store),
+        "targets_sha256": file_sha256(store),
+    }
+    log.info("training the refiner on %d images of %s/%s against %s, %d epochs", len(data), dataset, split, store, settings.epochs)
+    fit(
+        model,
+        optimizer,
+        loader,
+        step_loss,
+        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        out_dir,
+        lr_at_epoch=step_decay(settings.lr_decay_epochs),
+        name="refiner",
+        extra_state={"record": record},
+        stop_after_steps=stop_after_steps,
+    )
+    final = out_dir / MODEL_FILE
+    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    log.info("wrote %s", final)
+    return final
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-refiner",
+        help="train the refinement network on a classifier's map store",
+        description="Localization-map refinement learning: a VGG-16 without DRS learns (MSE) to reproduce "
+        "the classifier's maps, each pixel keeping only its arg-max class. Resumes from OUT/last.pt.",
+    )
+    p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    p.add_argument("--split", default="train", help="id list to train on (default: train)")
+    p.add_argument("--store", required=True, help="the classifier's map store of that split (targets)")
+    p.add_argument("--out", required=True, help="output folder (model.pt, last.pt)")
+    p.add_argument("--settings", default="{}", help="training settings as JSON (the config's `refiner:` section)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    try:
+        values = json.loads(args.settings)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--settings: not valid JSON ({err})") from None
+    train_refiner(args.dataset, args.split, args.store, args.out, RefinerSettings.from_dict(values))
+    return 0

@@ -1,0 +1,78 @@
+"""Refinement learning: arg-max targets, joint augmentation, training and refined-map extraction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drs.classifier import ClassifierSettings, load_classifier, train_classifier
+from drs.data.synth import generate
+from drs.data.synth_spec import SynthSpec
+from drs.data.voc import VOCDataset
+from drs.errors import UserError
+from drs.extract import extract_maps
+from drs.maps import MapStore
+from drs.refiner import RefinerSettings, RefineSet, arg_max_only, train_refiner
+
+TINY = dict(width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=2, batch_size=4, input_size=48, crop_size=40, log_every=1)
+
+
+def test_arg_max_only_keeps_each_pixels_best_class():
+    maps = np.array([[[0.9, 0.1], [0.0, 0.5]], [[0.3, 0.7], [0.0, 0.5]]], dtype=np.float32)
+    out = arg_max_only(maps)
+    # pixel (0,0): class 0 wins; (0,1): class 1; (1,0): all zero; (1,1): tie -> the first class
+    np.testing.assert_array_equal(out, np.array([[[0.9, 0.0], [0.0, 0.5]], [[0.0, 0.7], [0.0, 0.0]]], dtype=np.float32))
+    assert arg_max_only(np.zeros((0, 2, 2), np.float32)).shape == (0, 2, 2)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine")
+    data = generate(root / "data", SynthSpec(num_train=8, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2), workers=1)
+    classifier = train_classifier(data, "train", root / "classifier", ClassifierSettings.from_dict({**TINY, "lr": 0.01}), "learnable")
+    store = extract_maps(classifier, data, "train", root / "train.h5", scales=[40, 48], batch_size=4)
+    return root, data, store
+
+
+def test_refine_set_augments_image_and_target_together(pipeline):
+    _, data, store = pipeline
+    dataset = RefineSet(VOCDataset(data, "train"), store, input_size=48, crop_size=40)
+    torch.manual_seed(0)
+    image, target = dataset[0]
+    assert image.shape == (3, 40, 40) and target.shape == (3, 40, 40)
+    assert type(image) is torch.Tensor and type(target) is torch.Tensor
+    assert float(target.min()) >= 0 and float(target.max()) <= 1
+    # after resizing, still at most one clearly positive class per pixel almost everywhere
+    assert ((target > 0.05).sum(0) <= 1).float().mean() > 0.9
+
+
+def test_train_refiner_and_extract_refined_maps(pipeline):
+    root, data, store = pipeline
+    ckpt = train_refiner(data, "train", store, root / "refiner", RefinerSettings.from_dict({**TINY, "lr": 0.001}))
+    model, record = load_classifier(ckpt, kinds=("refiner",))
+    assert record["kind"] == "refiner" and not model.drs_modules() and len(record["targets_sha256"]) == 64
+    with pytest.raises(UserError, match="not a checkpoint of drs train-classifier"):
+        load_classifier(ckpt)
+    refined = extract_maps(ckpt, data, "train", root / "train_refined.h5", scales=[48], flip=True, batch_size=4)
+    with MapStore(refined) as r, MapStore(store) as c:
+        assert r.stage == "refined" and c.stage == "cam"
+        assert r.ids == c.ids
+        for a, b in zip(r, c):
+            assert a.classes.tolist() == b.classes.tolist() and a.maps.shape == b.maps.shape
+
+
+def test_refiner_settings_and_store_errors(pipeline, tmp_path):
+    _, data, _ = pipeline
+    with pytest.raises(UserError, match="config key 'refiner': unknown key"):
+        RefinerSettings.from_dict({"epoch": 3})
+    with pytest.raises(UserError, match="crop_size"):
+        RefinerSettings.from_dict({"input_size": 32, "crop_size": 40})
+    from drs.maps import MapStoreWriter
+
+    partial = tmp_path / "partial.h5"
+    voc = VOCDataset(data, "train")
+    with MapStoreWriter(partial, class_names=list(voc.class_names), scales=[48], flip=False, stage="cam", split="train", dataset=str(data)) as w:
+        w.add(voc.ids[0], voc.labels(voc.ids[0]), np.zeros((len(voc.labels(voc.ids[0])), 48, 48), np.uint8))
+    with pytest.raises(UserError, match="no maps for 7 image"):
+        RefineSet(voc, partial, 48, 40)

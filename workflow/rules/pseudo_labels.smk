@@ -1,0 +1,48 @@
+# Stage 5: pseudo labels from the refined maps (object cues) and saliency (background cues).
+
+
+rule pseudo_labels:
+    input:
+        store=refined_store(),
+        check=DATASET_CHECK,
+    output:
+        directory(res("{exp}/pseudo_labels")),
+    log:
+        res("logs/pseudo_labels/{exp}.log"),
+    benchmark:
+        res("benchmarks/pseudo_labels/{exp}.tsv")
+    conda:
+        DRS_ENV
+    threads: workflow.cores
+    params:
+        dataset=DATASET,
+        alpha=config["pseudo_labels"]["alpha"],
+        saliency=config["pseudo_labels"]["saliency"],
+        bg_threshold=config["pseudo_labels"]["bg_threshold"],
+        conflict_score=config["pseudo_labels"]["conflict_score"],
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
+    shell:
+        "python -m drs pseudo-labels {input.store} --out {output} --dataset {params.dataset} "
+        "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
+        "--conflict-score {params.conflict_score} --missing-saliency {params.missing_saliency} "
+        "--workers {threads} > {log} 2>&1"
+
+
+rule eval_refined:
+    input:
+        labels=res("{exp}/pseudo_labels"),
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/metrics/refined.json"),
+    log:
+        res("logs/eval_refined/{exp}.log"),
+    benchmark:
+        res("benchmarks/eval_refined/{exp}.tsv")
+    conda:
+        DRS_ENV
+    params:
+        dataset=DATASET,
+        split=TRAIN_SPLIT,
+    shell:
+        "python -m drs score-labels {input.labels} --dataset {params.dataset} "
+        "--split {params.split} --out {output} > {log} 2>&1"

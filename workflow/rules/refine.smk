@@ -1,0 +1,53 @@
+# Stage 4: localization-map refinement learning, and the refined maps.
+
+
+rule train_refiner:
+    input:
+        store=train_store(),
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/refiner/model.pt"),
+    log:
+        res("logs/train_refiner/{exp}.log"),
+    benchmark:
+        res("benchmarks/train_refiner/{exp}.tsv")
+    conda:
+        DRS_ENV
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        dataset=DATASET,
+        split=TRAIN_SPLIT,
+        settings=json.dumps(config["refiner"], sort_keys=True),
+        out=lambda wildcards, output: Path(output[0]).parent,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs train-refiner --dataset {params.dataset} "
+        "--split {params.split} --store {input.store} --out {params.out} "
+        "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule extract_refined_maps:
+    input:
+        model=res("{exp}/refiner/model.pt"),
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/maps/{split}_refined.h5"),
+    log:
+        res("logs/extract_refined_maps/{exp}_{split}.log"),
+    benchmark:
+        res("benchmarks/extract_refined_maps/{exp}_{split}.tsv")
+    conda:
+        DRS_ENV
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        dataset=DATASET,
+        scales=" ".join(str(s) for s in config["maps"]["scales"]),
+        flip="--flip" if config["maps"]["flip"] else "",
+        batch_size=config["maps"]["batch_size"],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs extract-maps --model {input.model} "
+        "--dataset {params.dataset} --split {wildcards.split} --out {output} "
+        "--scales {params.scales} {params.flip} --batch-size {params.batch_size} > {log} 2>&1"
