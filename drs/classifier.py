@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from drs.errors import UserError
-from drs.fileio import check_keys
+from drs.settings import NetworkSettings
 
 log = logging.getLogger("drs.classifier")
 
@@ -22,39 +23,13 @@ MODEL_FILE = "model.pt"
 
 
 @dataclass
-class ClassifierSettings:
+class ClassifierSettings(NetworkSettings):
     """Defaults are the paper's VOC settings; config.yaml scales them down for a CPU."""
 
-    width: float = 1.0
-    batch_norm: bool = False
-    extra_batch_norm: bool = False
-    stages: int = 5
-    pretrained: str = "imagenet"  # "none", "imagenet" (torchvision's cached weights) or a path
-    epochs: int = 15
-    batch_size: int = 5
-    lr: float = 0.001
+    section: ClassVar[str] = "classifier"
+
     momentum: float = 0.9
     weight_decay: float = 0.0005
-    lr_decay_epochs: list[int] = field(default_factory=lambda: [5, 10])
-    input_size: int = 384
-    crop_size: int = 320
-    seed: int = 0
-    num_workers: int = 0
-    log_every: int = 20
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ClassifierSettings":
-        check_keys("classifier", values, cls)
-        settings = cls(**values)
-        if settings.crop_size > settings.input_size:
-            raise UserError(
-                f"config key 'classifier.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}"
-            )
-        return settings
-
-
-def _weights_arg(pretrained: str) -> str | None:
-    return None if pretrained in ("none", "", None) else pretrained
 
 
 def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, delta: float | None):
@@ -68,7 +43,7 @@ def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, d
         batch_norm=settings.batch_norm,
         extra_batch_norm=settings.extra_batch_norm,
         stages=settings.stages,
-        weights=_weights_arg(settings.pretrained),
+        weights=settings.weights,
     )
 
 
@@ -83,7 +58,6 @@ def train_classifier(
 ) -> Path:
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from drs.data.torchdata import ClassificationSet, classification_transform
     from drs.data.voc import VOCDataset
@@ -101,15 +75,7 @@ def train_classifier(
         weight_decay=settings.weight_decay,
         nesterov=True,
     )
-    loader = DataLoader(
-        data,
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=len(data) > settings.batch_size,
-        num_workers=settings.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=torch.Generator(),
-    )
+    loader = settings.loader(data)
 
     def step_loss(model, batch, device):
         images, targets = (t.to(device, non_blocking=True) for t in batch)

@@ -225,17 +225,7 @@ def generate_pseudo_labels(
     }
 
 
-def write_pseudo_labels(
-    store_path: str | Path,
-    out_dir: str | Path,
-    dataset: str | Path | None = None,
-    alpha: float = 0.2,
-    saliency: str = "saliency_map",
-    bg_threshold: float = 0.2,
-    conflict_score: float = 0.9,
-    missing_saliency: str = "error",
-    workers: int | None = None,
-) -> Path:
+def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) -> Path:
     """Write every image's pseudo label as ``out_dir/<id>.png`` (VOC palette PNG, 255 = ignore).
 
     The dataset root defaults to the store's ``dataset`` attribute; the split is the store's.
@@ -244,11 +234,11 @@ def write_pseudo_labels(
     ``missing_saliency="threshold"`` (then it uses the threshold; a warning counts them).
     ``workers`` processes (default: all usable cores; 1 runs inline). The folder is built under
     ``.<name>.partial`` and renamed to ``out_dir`` when complete, replacing an existing folder of
-    label PNGs; on failure ``out_dir`` is left as it was.
+    label PNGs; on failure ``out_dir`` is left as it was. ``options`` are those of
+    :func:`generate_pseudo_labels` (dataset, alpha, saliency, bg_threshold, conflict_score,
+    missing_saliency, workers).
     """
-    return generate_pseudo_labels(
-        store_path, out_dir, dataset, alpha, saliency, bg_threshold, conflict_score, missing_saliency, workers
-    )["out"]
+    return generate_pseudo_labels(store_path, out_dir, **options)["out"]
 
 
 def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import check_keys
+from drs.settings import NetworkSettings
 
 log = logging.getLogger("drs.refiner")
 
@@ -27,31 +28,14 @@ MODEL_FILE = "model.pt"
 
 
 @dataclass
-class RefinerSettings:
+class RefinerSettings(NetworkSettings):
     """Defaults are the paper's (Adam, lr 1e-4, 30 epochs, ImageNet VGG-16); config.yaml scales them."""
 
-    width: float = 1.0
-    batch_norm: bool = False
-    extra_batch_norm: bool = False
-    stages: int = 5
-    pretrained: str = "imagenet"
+    section: ClassVar[str] = "refiner"
+
     epochs: int = 30
-    batch_size: int = 5
     lr: float = 0.0001
     lr_decay_epochs: list[int] = field(default_factory=list)
-    input_size: int = 384
-    crop_size: int = 320
-    seed: int = 0
-    num_workers: int = 0
-    log_every: int = 20
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "RefinerSettings":
-        check_keys("refiner", values, cls)
-        settings = cls(**values)
-        if settings.crop_size > settings.input_size:
-            raise UserError(f"config key 'refiner.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}")
-        return settings
 
 
 def arg_max_only(maps: np.ndarray) -> np.ndarray:
@@ -126,7 +110,6 @@ def train_refiner(
 ) -> Path:
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from drs.data.voc import VOCDataset
     from drs.extract import file_sha256
@@ -144,18 +127,10 @@ def train_refiner(
         batch_norm=settings.batch_norm,
         extra_batch_norm=settings.extra_batch_norm,
         stages=settings.stages,
-        weights=None if settings.pretrained in ("none", "") else settings.pretrained,
+        weights=settings.weights,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loader = DataLoader(
-        data,
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=len(data) > settings.batch_size,
-        num_workers=settings.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=torch.Generator(),
-    )
+    loader = settings.loader(data)
 
     def step_loss(model, batch, device):
         images, targets = (t.to(device, non_blocking=True) for t in batch)

@@ -1,0 +1,64 @@
+"""Settings shared by the trainers of the VGG-16 networks (stdlib only: the CLI imports it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from drs.errors import UserError
+from drs.fileio import check_keys
+
+
+@dataclass
+class NetworkSettings:
+    """Network shape, data and schedule of a trainer; each trainer sets the paper's defaults.
+
+    ``section`` names the config section in error messages.
+    """
+
+    section: ClassVar[str] = "network"
+
+    width: float = 1.0
+    batch_norm: bool = False
+    extra_batch_norm: bool = False
+    stages: int = 5
+    pretrained: str = "imagenet"  # "none", "imagenet" (torchvision's cached weights) or a path
+    epochs: int = 15
+    batch_size: int = 5
+    lr: float = 0.001
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [5, 10])
+    input_size: int = 384
+    crop_size: int = 320
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 20
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        check_keys(cls.section, values, cls)
+        settings = cls(**values)
+        if settings.crop_size > settings.input_size:
+            raise UserError(
+                f"config key '{cls.section}.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}"
+            )
+        return settings
+
+    @property
+    def weights(self) -> str | None:
+        """The ``weights`` argument of the model builder."""
+        return None if self.pretrained in ("none", "") else self.pretrained
+
+    def loader(self, data):
+        """A shuffling DataLoader with its own generator, as :func:`drs.train.fit` needs."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        return DataLoader(
+            data,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(data) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator(),
+        )
