@@ -25,20 +25,16 @@ import time
 from pathlib import Path
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_text, usable_cores
 
 
 def _machine(device=None) -> dict:
     """The machine a benchmark ran on; ``device=None``: a CPU-only benchmark (torch not imported)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count()
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": cores,
+        "usable_cores": usable_cores(),
     }
     if device is None:
         info["device"] = "cpu"
@@ -156,7 +152,7 @@ def format_result(r: dict) -> str:
 def bench_pseudo_labels(store, dataset=None, images=64, repeats=3) -> dict:
     """Pseudo-label throughput on the store's first ``images`` images, 1 worker vs all cores (best of ``repeats``)."""
     from drs.maps import MapStore
-    from drs.pseudo_labels import generate_pseudo_labels, usable_cores
+    from drs.pseudo_labels import generate_pseudo_labels
 
     if images < 1 or repeats < 1:
         raise UserError(f"--images and --repeats must be at least 1, got {images} and {repeats}")

@@ -1,8 +1,11 @@
-"""Small file helpers shared by the stages: settings from config sections, atomic writes."""
+"""Small helpers shared by the stages: config-section keys, atomic files and folders, core count."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,3 +28,36 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+@contextmanager
+def publishing_dir(out: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Build a folder under the hidden sibling ``.<name>.partial`` (yielded) and rename it to ``out``
+    when the block ends cleanly; on an error the partial folder is removed and ``out`` is untouched.
+    With ``replace``, an existing ``out`` is moved aside before the new folder takes its name, then
+    deleted; without it, ``out`` must not exist (callers check, naming what to do)."""
+    out = Path(out)
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if replace and out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(partial, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_text, publishing_dir, usable_cores
 
 log = logging.getLogger("drs.pseudo_labels")
 
@@ -55,14 +53,6 @@ def pseudo_label(
 # -- label files -------------------------------------------------------------------------------------
 SALIENCY_MODES = ("saliency_map", "none")
 MISSING_SALIENCY_MODES = ("error", "threshold")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -172,21 +162,18 @@ def generate_pseudo_labels(
         threshold_ids = set(missing)
 
     _check_replaceable(out_dir)
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     workers = max(1, min(workers or usable_cores(), len(ids)))
     # a few chunks per worker balance the load; each chunk opens the store and dataset once
     size = max(1, -(-len(ids) // (workers * 4)))
-    common = dict(
-        store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
-        alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
-    )  # fmt: skip
-    jobs = []
-    for i in range(0, len(ids), size):
-        chunk = ids[i : i + size]
-        jobs.append(dict(common, ids=chunk, threshold_ids=threshold_ids.intersection(chunk)))
-    try:
+    with publishing_dir(out_dir, replace=True) as partial:
+        common = dict(
+            store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
+            alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
+        )  # fmt: skip
+        jobs = []
+        for i in range(0, len(ids), size):
+            chunk = ids[i : i + size]
+            jobs.append(dict(common, ids=chunk, threshold_ids=threshold_ids.intersection(chunk)))
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 try:
@@ -196,17 +183,6 @@ def generate_pseudo_labels(
                     raise
         else:
             counts = [_label_chunk(job) for job in jobs]
-        if out_dir.exists():  # swap: the old folder is out of the way before the new one takes its name
-            old = out_dir.parent / f".{out_dir.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(partial, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     seconds = time.perf_counter() - start
     images = sum(c[0] for c in counts)
     ignored = sum(c[1] for c in counts)

@@ -78,7 +78,7 @@ class RefineSet:
     def __getitem__(self, index: int):
         from torchvision import tv_tensors
 
-        from drs.data.torchdata import MEAN, STD
+        from drs.data.torchdata import normalize
         from drs.maps import MapStore
 
         if self._store is None:  # opened lazily: once per data-loading process
@@ -88,9 +88,7 @@ class RefineSet:
         image = tv_tensors.Image(torch.from_numpy(self.voc.load_image(image_id)).permute(2, 0, 1))
         target = tv_tensors.Image(torch.from_numpy(arg_max_only(self._store.dense(image_id))))
         image, target = self.geometric(self.jitter(image), target)
-        image = image.float().div(255)
-        image = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+        return normalize(image.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
 
 
 def refined_maps(model, images):

@@ -10,7 +10,6 @@ and a split list that names no file at all.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from drs.data.voc import (
     read_class_names,
 )
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_text, usable_cores
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
                 continue  # already checked with its mask through another list
             tasks[key] = (str(root), image_id, split_mask_dir, saliency, parts, num_classes)
 
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    workers = workers or min(usable_cores(), 8)
     todo = list(tasks.values())
     if workers > 1 and len(todo) > 64:
         with ProcessPoolExecutor(workers) as pool:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from drs.data.voc import CLASS_NAMES_FILE, SPLIT_DIR, VOC_CLASSES
 from drs.errors import UserError
+from drs.fileio import publishing_dir
 
 log = logging.getLogger("drs.download")
 
@@ -528,18 +529,10 @@ def prepare_voc2012(
         files[name] = downloads_dir / f"{name}{archive_suffix(spec['url'])}"
         fetch(spec["url"], files[name], spec.get("md5"), retries=retries, timeout=timeout, name=name)
 
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
+    with publishing_dir(out) as staging:
         for name, spec in archives.items():
             safe_extract(files[name], staging, spec["extract"])
         _complete_layout(staging)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("dataset ready in %s", out)
     return out
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import colorsys
 import json
 import logging
-import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -43,6 +41,7 @@ from drs.data.voc import (
 )
 from drs.data.synth_spec import SynthSpec, class_hue
 from drs.errors import UserError
+from drs.fileio import publishing_dir, usable_cores
 
 log = logging.getLogger("drs.synth")
 
@@ -245,15 +244,13 @@ def generate(out: str | Path, spec: SynthSpec, workers: int | None = None) -> Pa
     out = Path(out)
     if out.exists():
         raise UserError(f"{out}: already exists; remove it to generate again")
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    for sub in (IMAGE_DIR, MASK_DIR, PART_DIR, SALIENCY_DIR, str(SPLIT_DIR)):
-        (staging / sub).mkdir(parents=True, exist_ok=True)
     counts = {"train": spec.num_train, "val": spec.num_val}
-    jobs = [(spec, split, si, i, str(staging)) for si, split in enumerate(SPLITS) for i in range(counts[split])]
     start = time.perf_counter()
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
-    try:
+    workers = workers or min(usable_cores(), 8)
+    with publishing_dir(out) as staging:
+        for sub in (IMAGE_DIR, MASK_DIR, PART_DIR, SALIENCY_DIR, str(SPLIT_DIR)):
+            (staging / sub).mkdir(parents=True, exist_ok=True)
+        jobs = [(spec, split, si, i, str(staging)) for si, split in enumerate(SPLITS) for i in range(counts[split])]
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 list(pool.map(_write_one, jobs, chunksize=16))
@@ -268,10 +265,6 @@ def generate(out: str | Path, spec: SynthSpec, workers: int | None = None) -> Pa
         (staging / CLASS_NAMES_FILE).write_text("\n".join(spec.class_names()) + "\n")
         meta = {"generator": "drs synth", "version": __version__, "spec": asdict(spec)}
         (staging / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     elapsed = time.perf_counter() - start
     log.info("wrote %d images to %s in %.1f s (%d workers)", len(jobs), out, elapsed, workers)
     return out

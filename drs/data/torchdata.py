@@ -29,12 +29,16 @@ def classification_transform(input_size: int, crop_size: int) -> v2.Compose:
     )
 
 
-def to_normalized_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 3xHxW float, normalised like training inputs."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """3xHxW uint8 tensor -> float, normalised like training inputs."""
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
-    return (tensor - mean) / std
+    return (image.float().div(255) - mean) / std
+
+
+def to_normalized_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 array -> 3xHxW float, normalised like training inputs."""
+    return normalize(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
 
 
 class ClassificationSet(Dataset):

@@ -67,6 +67,17 @@ wildcard_constraints:
     split="[A-Za-z0-9_]+(?<!_refined)",
 
 
+# extract-maps options shared by the classifier's and the refiner's maps
+MAPS_OPTIONS = " ".join(
+    [
+        "--scales",
+        *(str(s) for s in config["maps"]["scales"]),
+        *(["--flip"] if config["maps"]["flip"] else []),
+        f"--batch-size {config['maps']['batch_size']}",
+    ]
+)
+
+
 def train_store(exp="{exp}"):
     """The map store of an experiment's training split."""
     return res(f"{exp}/maps/{TRAIN_SPLIT}.h5")

@@ -18,13 +18,10 @@ rule extract_maps:
         gpu=1,
     params:
         dataset=DATASET,
-        scales=" ".join(str(s) for s in config["maps"]["scales"]),
-        flip="--flip" if config["maps"]["flip"] else "",
-        batch_size=config["maps"]["batch_size"],
+        options=MAPS_OPTIONS,
     shell:
         "OMP_NUM_THREADS={threads} python -m drs extract-maps --model {input.model} --dataset {params.dataset} "
-        "--split {wildcards.split} --out {output} --scales {params.scales} {params.flip} "
-        "--batch-size {params.batch_size} > {log} 2>&1"
+        "--split {wildcards.split} --out {output} {params.options} > {log} 2>&1"
 
 
 rule eval_cam:
