@@ -55,12 +55,14 @@ def train_classifier(
     drs: str,
     delta: float | None = None,
     stop_after_steps: int | None = None,
+    nproc_invariant: bool | None = None,
 ) -> Path:
     import torch
     import torch.nn.functional as F
 
     from drs.data.torchdata import ClassificationSet, classification_transform
     from drs.data.voc import VOCDataset
+    from drs.distributed import barrier
     from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
 
     out_dir = Path(out_dir)
@@ -111,9 +113,11 @@ def train_classifier(
         name=f"classifier[{drs}]",
         extra_state={"record": record},
         stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
     )
     final = out_dir / MODEL_FILE
-    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    atomic_save({"state_dict": model.state_dict(), **record}, final)  # rank 0 only under torchrun
+    barrier()
     log.info("wrote %s", final)
     return final
 

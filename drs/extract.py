@@ -107,8 +107,9 @@ def extract_maps(
     batch_size: int = 8,
     limit: int | None = None,
 ) -> Path:
+    from drs import distributed as ddp
     from drs.classifier import load_classifier
-    from drs.maps import MapStoreWriter
+    from drs.maps import MapStore, MapStoreWriter
     from drs.train import describe_device, pick_device
 
     model, record = load_classifier(checkpoint, kinds=("classifier", "refiner"))
@@ -118,14 +119,15 @@ def extract_maps(
         raise UserError(
             f"{checkpoint}: trained on classes {record['class_names']}, but {dataset} has {list(voc.class_names)}"
         )
-    device = pick_device()
+    distributed = ddp.init()  # under torchrun: each process extracts a share, rank 0 merges
+    world, rank = ddp.world_size(), ddp.rank()
+    device = ddp.device() if distributed else pick_device()
     model.to(device)
-    log.info("extracting maps on %s: %d images, scales %s, flip %s", describe_device(device), len(voc), list(scales), flip)
+    where = describe_device(device) + (f", {world} processes" if world > 1 else "")
+    log.info("extracting maps on %s: %d images, scales %s, flip %s", where, len(voc), list(scales), flip)
     ids = voc.ids[:limit] if limit else voc.ids
     config = {"scales": list(scales), "flip": flip, "batch_size": batch_size, "checkpoint": str(checkpoint), "training": record}
-    start = time.perf_counter()
-    with MapStoreWriter(
-        out,
+    store_options = dict(
         class_names=list(voc.class_names),
         scales=list(scales),
         flip=flip,
@@ -134,14 +136,45 @@ def extract_maps(
         dataset=str(Path(dataset).resolve()),
         checkpoint_sha256=file_sha256(checkpoint),
         config=config,
-    ) as writer:
-        for n, (image_id, classes, maps) in enumerate(localization_maps(model, voc, ids, scales, flip, batch_size, device, not refined), 1):
-            writer.add(image_id, classes, maps)
-            if n % 200 == 0:
-                log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
-    elapsed = time.perf_counter() - start
-    log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", out, len(ids), elapsed, len(ids) / elapsed, __version__)
-    return Path(out)
+    )
+
+    def write(path: Path, chunk: Sequence[str]) -> None:
+        start = time.perf_counter()
+        with MapStoreWriter(path, **store_options) as writer:
+            maps = localization_maps(model, voc, chunk, scales, flip, batch_size, device, not refined)
+            for n, (image_id, classes, image_maps) in enumerate(maps, 1):
+                writer.add(image_id, classes, image_maps)
+                if n % 200 == 0:
+                    log.info("%d/%d images, %.1f img/s", n, len(chunk), n / (time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(chunk), elapsed, len(chunk) / elapsed, __version__)
+
+    out = Path(out)
+    if world == 1:
+        write(out, ids)
+        return out
+    # Several processes: process r writes the r-th share of the batches (the batches of a single
+    # process, so every image sees the same computation) to a hidden part file; rank 0 then copies
+    # the parts, in order, into the store, which appears under its final name only when complete.
+    parts = [ddp.part_path(out, r, world) for r in range(world)]
+    if ddp.is_main():
+        for stale in ddp.stale_parts(out):
+            stale.unlink(missing_ok=True)
+    ddp.barrier()
+    write(parts[rank], [i for chunk in ddp.shard(list(_batches(ids, batch_size)), world, rank) for i in chunk])
+    ddp.barrier()
+    if ddp.is_main():
+        try:
+            with MapStoreWriter(out, **store_options) as writer:
+                for part in parts:
+                    with MapStore(part) as store:
+                        writer.add_store(store)
+            log.info("merged %d parts into %s: %d images", world, out, len(ids))
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
+    ddp.barrier()
+    return out
 
 
 # -- command line --------------------------------------------------------------------------------

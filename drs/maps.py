@@ -175,6 +175,20 @@ class MapStoreWriter:
         self._ids.append(image_id)
         self._seen.add(image_id)
 
+    def add_store(self, store: "MapStore") -> None:
+        """Append every image of another store, in its order, copying each image's compressed maps
+        as they are (no decompression): how the parts of a sharded extraction become one store."""
+        if self._file is None:
+            raise MapStoreError(f"{self.path}: store is closed")
+        if store.class_names != self.class_names:
+            raise MapStoreError(f"{store.path}: classes {store.class_names} differ from {self.path}'s {self.class_names}")
+        for image_id in store.ids:
+            if image_id in self._seen:
+                raise MapStoreError(f"{self.path}: image {image_id!r} from {store.path} already added (duplicate id)")
+            self._file.copy(store._maps[image_id], self._maps, name=image_id)
+            self._ids.append(image_id)
+            self._seen.add(image_id)
+
     def close(self) -> Path:
         """Complete the store (ids, image count) and move it to its final name."""
         if self._file is None:

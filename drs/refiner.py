@@ -105,11 +105,13 @@ def train_refiner(
     out_dir: str | Path,
     settings: RefinerSettings,
     stop_after_steps: int | None = None,
+    nproc_invariant: bool | None = None,
 ) -> Path:
     import torch
     import torch.nn.functional as F
 
     from drs.data.voc import VOCDataset
+    from drs.distributed import barrier
     from drs.extract import file_sha256
     from drs.models.vgg import drs_vgg16
     from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
@@ -156,9 +158,11 @@ def train_refiner(
         name="refiner",
         extra_state={"record": record},
         stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
     )
     final = out_dir / MODEL_FILE
-    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    atomic_save({"state_dict": model.state_dict(), **record}, final)  # rank 0 only under torchrun
+    barrier()
     log.info("wrote %s", final)
     return final
 

@@ -7,6 +7,14 @@ images/s and ETA (a progress bar when stderr is a terminal).
 
 Determinism: the data order and augmentation of epoch e depend only on (seed, e), so a run resumed
 from its epoch checkpoint ends where an uninterrupted run ends (on the CPU, bit for bit).
+
+Several processes: launched by ``torchrun --nproc_per_node=N`` (see :mod:`drs.distributed`), the same
+call trains with DistributedDataParallel: each process takes 1/N of every global batch (a
+DistributedSampler reseeded every epoch), batch norm is synchronised across processes
+(``sync_batchnorm``), gradients are averaged, and only rank 0 logs and writes checkpoints. Each
+image's augmentation is then drawn from its own seed (seed, epoch, image) instead of one stream per
+epoch, so the result does not depend on N: one process with ``nproc_invariant=True`` and N processes
+with the same global batch give the same model, up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -55,7 +63,11 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a hidden temporary file, then rename: a reader never sees a partial file."""
+    """torch.save to a hidden temporary file, then rename: a reader never sees a partial file.
+
+    Under torchrun only rank 0 writes (every process holds the same model and state)."""
+    if not _is_main():
+        return
     path = Path(path)
     tmp = path.parent / f".{path.name}.partial"
     torch.save(obj, tmp)
@@ -79,7 +91,7 @@ class _Progress:
 
     def __init__(self, name: str, total_steps: int, every: int):
         self.name, self.total, self.every = name, total_steps, max(1, every)
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() and _is_main()
         self.start = time.perf_counter()
         self.done = 0
         self.images = 0
@@ -107,6 +119,26 @@ class _Progress:
             log.info(text)
 
 
+def _is_main() -> bool:
+    """Rank 0 under torchrun, or the only process (drs.distributed is loaded by fit and extraction)."""
+    module = sys.modules.get("drs.distributed")
+    return module is None or module.is_main()
+
+
+class _StepLoss(nn.Module):
+    """The model and its loss as one module, so that DistributedDataParallel's forward runs the
+    whole of ``step_loss`` (which may call any method of the model, not only ``forward``)."""
+
+    def __init__(self, model: nn.Module, step_loss: Callable, device: torch.device):
+        super().__init__()
+        self.model = model
+        self.step_loss = step_loss
+        self.device = device
+
+    def forward(self, batch):
+        return self.step_loss(self.model, batch, self.device)
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -125,21 +157,44 @@ def fit(
     device: torch.device | None = None,
     extra_state: dict | None = None,
     stop_after_steps: int | None = None,
+    sync_batchnorm: bool = True,
+    nproc_invariant: bool | None = None,
+    find_unused_parameters: bool = False,
 ) -> nn.Module:
     """Train ``model`` for ``settings.epochs`` epochs, resuming from ``out_dir/last.pt`` if present.
 
-    ``step_loss(model, batch, device)`` returns the loss of one batch. ``lr_at_epoch(e)`` gives the
+    ``step_loss(model, batch, device)`` returns the loss of one batch: its mean, or a pair (sum,
+    number of elements summed) when that number varies (see :func:`_batch_loss`: under torchrun the
+    pair keeps the gradient that of the global batch). ``lr_at_epoch(e)`` gives the
     multiplier of every parameter group's base learning rate for epoch e (0-based). ``loader`` must
     use a ``torch.Generator`` (its ``generator``), reseeded here at each epoch.
     ``extra_state`` is saved in every checkpoint; a checkpoint is resumed only when its
     ``extra_state`` equals this run's (same settings, data and model), else training starts over.
     ``stop_after_steps`` interrupts the run (raising KeyboardInterrupt) after that many steps in
     total, to test resumption.
+
+    Under torchrun (several processes; see the module docstring): ``sync_batchnorm`` computes
+    batch-norm statistics over the global batch (SyncBatchNorm) as one process would, else each
+    process normalises by its own share; ``find_unused_parameters`` is DistributedDataParallel's, for
+    models with parameters that some steps do not use. The loader's batch size is the global batch
+    (it must be a multiple of the process count). ``nproc_invariant`` (default: on under torchrun,
+    off for a plain process, which keeps the historic one random stream per epoch) draws the epoch's
+    order from a DistributedSampler and each image's augmentation from its own seed, which makes the
+    result independent of the number of processes (and of data-loading workers).
     """
+    from drs import distributed as ddp
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = device or pick_device()
-    log.info("%s on %s", name, describe_device(device))
+    distributed = ddp.init()
+    world, rank = ddp.world_size(), ddp.rank()
+    invariant = distributed if nproc_invariant is None else nproc_invariant
+    if device is None:
+        device = ddp.device() if distributed else pick_device()
+    where = describe_device(device)
+    if distributed:
+        where += f", {world} processes (DistributedDataParallel, {ddp.backend()})"
+    log.info("%s on %s", name, where)
     model.to(device)
     use_amp = settings.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -162,29 +217,77 @@ def fit(
     generator = loader.generator
     if generator is None:
         raise ValueError("fit() needs a DataLoader built with generator=torch.Generator()")
+    if distributed or invariant:
+        loader = ddp.shard_loader(loader, settings.seed * 100_003, world, rank, per_image_seeds=invariant)
+        generator = loader.generator
+        log.info(
+            "%s: global batch %d = %d process(es) x %d, %s",
+            name,
+            loader.batch_size * world,
+            world,
+            loader.batch_size,
+            "augmentation seeded per image" if invariant else "one augmentation stream per process",
+        )
+    forward = None  # under torchrun: DistributedDataParallel over the model and step_loss
+    restore_batchnorm = None
+    if distributed:
+        if sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            restore_batchnorm = ddp.convert_sync_batchnorm(model)
+        forward = nn.parallel.DistributedDataParallel(
+            _StepLoss(model, step_loss, device),
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=find_unused_parameters,
+        )
+    try:
+        _epochs(
+            model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch,
+            lr_at_epoch=lr_at_epoch, name=name, device=device, extra_state=extra_state,
+            stop_after_steps=stop_after_steps, use_amp=use_amp,
+        )  # fmt: skip
+    finally:
+        if restore_batchnorm is not None:
+            restore_batchnorm()  # the caller gets its own batch-norm layers back, trained
+    return model
+
+
+def _epochs(
+    model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch, *,
+    lr_at_epoch, name, device, extra_state, stop_after_steps, use_amp,
+) -> None:  # fmt: skip
+    """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None)."""
+    from drs import distributed as ddp
+
+    world, rank = ddp.world_size(), ddp.rank()
     steps = len(loader)
     progress = _Progress(name, steps * max(0, settings.epochs - start_epoch), settings.log_every)
     total_steps = 0
     for epoch in range(start_epoch, settings.epochs):
         seed = settings.seed * 100_003 + epoch
         generator.manual_seed(seed)
-        seed_everything(seed)
+        if isinstance(loader.sampler, ddp.DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        if isinstance(loader.dataset, ddp.SeededSamples):
+            loader.dataset.epoch_seed = seed
+        # model-side randomness (dropout): one stream per process, rank 0's that of a single process
+        seed_everything(seed if rank == 0 else ddp.derive_seed(seed, rank))
         factor = lr_at_epoch(epoch) if lr_at_epoch else 1.0
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        model.train()
+        (forward or model).train()
         running = 0.0
         for step, batch in enumerate(loader, 1):
             with torch.autocast(device.type, enabled=use_amp):
-                loss = step_loss(model, batch, device)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: loss is {loss.item()} at epoch {epoch + 1} step {step}")
+                out = step_loss(model, batch, device) if forward is None else forward(batch)
+            # every process sees the global batch's mean loss: all log it, and stop on it together
+            loss, reported = _batch_loss(out, distributed=forward is not None)
+            if not torch.isfinite(reported):
+                raise FloatingPointError(f"{name}: loss is {reported.item()} at epoch {epoch + 1} step {step}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            running = loss.item() if step == 1 else 0.9 * running + 0.1 * loss.item()
-            images = len(batch[0]) if isinstance(batch, (list, tuple)) else 0
+            running = reported.item() if step == 1 else 0.9 * running + 0.1 * reported.item()
+            images = len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
             progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
             total_steps += 1
             if stop_after_steps is not None and total_steps >= stop_after_steps:
@@ -196,9 +299,33 @@ def fit(
             "epoch": epoch + 1,
             **(extra_state or {}),
         }
-        atomic_save(state, last)
+        atomic_save(state, last)  # rank 0 only
+        ddp.barrier()
         log.info("%s: epoch %d/%d done, loss %.4f, checkpoint %s", name, epoch + 1, settings.epochs, running, last)
-    return model
+
+
+def _batch_loss(out, distributed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to backpropagate, the global batch's mean loss) from what step_loss returned: a
+    mean over the batch, or a pair (sum, count) for a mean over a number of elements that varies
+    between batches (e.g. the pixels not ignored by a segmentation loss). Under
+    DistributedDataParallel, which averages the processes' gradients, a per-process mean is right
+    when every process averages over as many elements; a (sum, count) pair is divided by the count
+    over all the processes, which gives the gradient of one process's mean over the global batch.
+    """
+    from drs import distributed as ddp
+
+    if not isinstance(out, (tuple, list)):
+        return out, (ddp.all_reduce_mean(out.detach().float()) if distributed else out)
+    total, count = out
+    count = torch.as_tensor(count, device=total.device).double()
+    if not distributed:
+        loss = total / count.clamp(min=1).to(total.dtype)
+        return loss, loss
+    world = ddp.world_size()
+    count = ddp.all_reduce_mean(count) * world
+    summed = ddp.all_reduce_mean(total.detach().double()) * world
+    scale = (world / count.clamp(min=1)).to(total.dtype)
+    return total * scale, (summed / count.clamp(min=1)).float()
 
 
 def step_decay(milestones: list[int], gamma: float = 0.1) -> Callable[[int], float]:
