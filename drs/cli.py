@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from drs import __version__
@@ -25,8 +26,11 @@ STAGE_MODULES = [
     "drs.eval_maps",
     "drs.pseudo_labels",
     "drs.refiner",
+    "drs.segmenter",
+    "drs.evaluate",
     "drs.maps",
     "drs.compare",
+    "drs.report",
     "drs.bench",
 ]
 
@@ -51,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone logs progress
+        logging.getLogger("drs").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"drs {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if "drs.distributed" in sys.modules:  # a stage run under torchrun leaves its process group
+            sys.modules["drs.distributed"].cleanup()

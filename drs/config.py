@@ -57,8 +57,39 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
         raise UserError("\n".join(lines))
 
 
+# rules that can run on several processes (torchrun), and the config section whose batch_size
+# each one's processes share (None: map extraction, which shards images, not batches)
+DDP_RULES = {
+    "train_classifier": "classifier",
+    "extract_maps": None,
+    "train_refiner": "refiner",
+    "extract_refined_maps": None,
+    "train_segmenter": "segmenter",
+}
+
+
+def ddp_nproc(config: dict, rule: str) -> int:
+    """Processes (one per GPU) of a rule's job: ``ddp.rules.<rule>``, else ``ddp.nproc``, else 1."""
+    ddp = config.get("ddp") or {}
+    return int((ddp.get("rules") or {}).get(rule, ddp.get("nproc", 1)))
+
+
+def _check_ddp(config: dict) -> None:
+    for rule, section in DDP_RULES.items():
+        nproc = ddp_nproc(config, rule)
+        batch = (config.get(section) or {}).get("batch_size") if section else None
+        if nproc > 1 and batch is not None and batch % nproc:
+            key = f"ddp.rules.{rule}" if rule in (config.get("ddp") or {}).get("rules", {}) else "ddp.nproc"
+            raise UserError(
+                f"config key '{key}': {nproc} processes cannot share {section}.batch_size {batch} (the global "
+                f"batch is split evenly between the processes); use a divisor of {batch}, or set "
+                f"ddp.rules.{rule} to one"
+            )
+
+
 def check_config(config: dict) -> None:
     """Raise UserError naming the key at fault and what was expected."""
+    _check_ddp(config)
     experiments = config["experiments"]
     main = config["main_experiment"]
     if main not in experiments:
@@ -69,6 +100,16 @@ def check_config(config: dict) -> None:
     for name, exp in experiments.items():
         if name in RESERVED_NAMES:
             raise UserError(f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}")
+        if exp.get("supervision", "image") == "full":
+            extra = sorted(set(exp) & {"drs", "delta"})
+            if extra:
+                raise UserError(
+                    f"config key 'experiments.{name}.{extra[0]}': not used with supervision: full "
+                    "(DeepLabV3+ trained on the ground-truth masks)"
+                )
+            continue
+        if "drs" not in exp:
+            raise UserError(f"config key 'experiments.{name}.drs': required (learnable, fixed or none) unless supervision is full")
         if exp["drs"] == "fixed" and "delta" not in exp:
             raise UserError(f"config key 'experiments.{name}.delta': required when drs is 'fixed' (a number in (0, 1])")
         if exp["drs"] != "fixed" and "delta" in exp:
@@ -76,6 +117,11 @@ def check_config(config: dict) -> None:
                 f"config key 'experiments.{name}.delta': only used with drs: fixed (this experiment has drs: {exp['drs']})"
             )
 
+    if experiments[main].get("supervision", "image") == "full":
+        raise UserError(
+            f"config key 'main_experiment': {main!r} has supervision: full; the main experiment is a "
+            "weakly-supervised one (supervision: image), the fully-supervised run is its reference"
+        )
     dataset = config["dataset"]
     if dataset == "folder":
         folder = config.get("dataset_dir", "")

@@ -55,6 +55,21 @@ def publishing_dir(out: str | Path, replace: bool = False) -> Iterator[Path]:
         raise
 
 
+def check_replaceable_label_dir(out_dir: Path) -> None:
+    """Only a folder of label PNGs is replaced: never a file or a folder holding anything else."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder; remove it or pick another output folder")
+    others = [p.name for p in out_dir.iterdir() if not (p.is_file() and p.suffix == ".png")]
+    if others:
+        raise UserError(
+            f"{out_dir}: exists and holds more than label PNGs (e.g. {sorted(others)[0]!r}); "
+            "remove it or pick another output folder"
+        )
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on."""
     try:

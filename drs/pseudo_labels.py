@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text, publishing_dir, usable_cores
+from drs.fileio import atomic_write_text, check_replaceable_label_dir, publishing_dir, usable_cores
 
 log = logging.getLogger("drs.pseudo_labels")
 
@@ -90,20 +90,6 @@ def _label_chunk(job: dict) -> tuple[int, int, int]:
     return images, ignored, pixels
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Only a folder of label PNGs is replaced: never a file or a folder holding anything else."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder; remove it or pick another --out")
-    others = [p.name for p in out_dir.iterdir() if not (p.is_file() and p.suffix == ".png")]
-    if others:
-        raise UserError(
-            f"{out_dir}: exists and holds more than label PNGs (e.g. {sorted(others)[0]!r}); "
-            "remove it or pick another --out"
-        )
-
-
 def generate_pseudo_labels(
     store_path: str | Path,
     out_dir: str | Path,
@@ -161,7 +147,7 @@ def generate_pseudo_labels(
             )  # fmt: skip
         threshold_ids = set(missing)
 
-    _check_replaceable(out_dir)
+    check_replaceable_label_dir(out_dir)
     workers = max(1, min(workers or usable_cores(), len(ids)))
     # a few chunks per worker balance the load; each chunk opens the store and dataset once
     size = max(1, -(-len(ids) // (workers * 4)))

@@ -1,4 +1,4 @@
-"""Settings shared by the trainers of the VGG-16 networks (stdlib only: the CLI imports it)."""
+"""Settings shared by the trainers (stdlib only: the CLI imports it)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,18 @@ from drs.fileio import check_keys
 
 
 @dataclass
-class NetworkSettings:
-    """Network shape, data and schedule of a trainer; each trainer sets the paper's defaults.
+class TrainSettings:
+    """What every trainer has: a pretrained-weights choice, a schedule, data loading, logging.
 
     ``section`` names the config section in error messages.
     """
 
-    section: ClassVar[str] = "network"
+    section: ClassVar[str] = "training"
 
-    width: float = 1.0
-    batch_norm: bool = False
-    extra_batch_norm: bool = False
-    stages: int = 5
     pretrained: str = "imagenet"  # "none", "imagenet" (torchvision's cached weights) or a path
     epochs: int = 15
     batch_size: int = 5
     lr: float = 0.001
-    lr_decay_epochs: list[int] = field(default_factory=lambda: [5, 10])
-    input_size: int = 384
     crop_size: int = 320
     seed: int = 0
     num_workers: int = 0
@@ -37,11 +31,11 @@ class NetworkSettings:
     def from_dict(cls, values: dict):
         check_keys(cls.section, values, cls)
         settings = cls(**values)
-        if settings.crop_size > settings.input_size:
-            raise UserError(
-                f"config key '{cls.section}.crop_size': {settings.crop_size} exceeds input_size {settings.input_size}"
-            )
+        settings.check()
         return settings
+
+    def check(self) -> None:
+        """Rules across keys (UserError naming the key)."""
 
     @property
     def weights(self) -> str | None:
@@ -62,3 +56,24 @@ class NetworkSettings:
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator(),
         )
+
+
+@dataclass
+class NetworkSettings(TrainSettings):
+    """The VGG-16 networks' shape (classifier and refiner): width, batch norm, stages, input size,
+    step decay; each trainer sets the paper's defaults."""
+
+    section: ClassVar[str] = "network"
+
+    width: float = 1.0
+    batch_norm: bool = False
+    extra_batch_norm: bool = False
+    stages: int = 5
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [5, 10])
+    input_size: int = 384
+
+    def check(self) -> None:
+        if self.crop_size > self.input_size:
+            raise UserError(
+                f"config key '{self.section}.crop_size': {self.crop_size} exceeds input_size {self.input_size}"
+            )

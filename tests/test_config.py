@@ -70,7 +70,7 @@ def test_missing_required_key():
 
 
 def test_unknown_main_experiment():
-    with pytest.raises(UserError, match=r"config key 'main_experiment': 'nope' is not an experiment; expected one of \['cam', 'drs', 'drs_fixed'\]"):
+    with pytest.raises(UserError, match=r"config key 'main_experiment': 'nope' is not an experiment; expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]"):
         check_config(with_changes(main_experiment="nope"))
 
 
@@ -121,3 +121,19 @@ def test_workflow_refuses_bad_config_before_any_job(workdir, change, expected):
     assert result.returncode != 0
     assert expected in result.stderr + result.stdout
     assert not (workdir / "results").exists()  # nothing ran
+
+
+def test_fully_supervised_experiments(tmp_path):
+    """supervision: full takes no DRS keys, and the main experiment is weakly supervised."""
+    config = copy.deepcopy(DEFAULT)
+    config["experiments"]["ref"] = {"supervision": "full", "drs": "none"}
+    with pytest.raises(UserError, match=r"'experiments.ref.drs': not used with supervision: full"):
+        check_config(config)
+    config = copy.deepcopy(DEFAULT)
+    config["experiments"]["weak"] = {"seed": 1}
+    with pytest.raises(UserError, match=r"'experiments.weak.drs': required"):
+        check_config(config)
+    config = copy.deepcopy(DEFAULT)
+    config["main_experiment"] = "fully_supervised"
+    with pytest.raises(UserError, match="'main_experiment': 'fully_supervised' has supervision: full"):
+        check_config(config)

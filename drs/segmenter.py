@@ -1,0 +1,294 @@
+"""`drs train-segmenter`: DeepLabV3+ trained on pseudo labels (or, for the reference, ground truth).
+
+Stage 6. The labels are palette PNGs (``<labels>/<id>.png``, 255 = ignore): the pseudo labels of
+stage 5, or the dataset's own masks for the fully-supervised reference run. Cross-entropy ignoring
+255; SGD (momentum 0.9) with the backbone at ``lr`` and the new layers (ASPP, decoder) at 10 ``lr``,
+poly decay (power 0.9); augmentation as torchvision's segmentation references: random rescale,
+flip, random crop padded with 255. The shared loop (drs.train.fit) brings the device choice, AMP on
+CUDA, checkpoints every epoch and resumption. The result is ``OUT/model.pt``: state dict plus the
+network and training settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from drs.errors import UserError
+from drs.settings import TrainSettings
+
+log = logging.getLogger("drs.segmenter")
+
+MODEL_FILE = "model.pt"
+GROUND_TRUTH = "ground-truth"
+
+
+@dataclass
+class SegmenterSettings(TrainSettings):
+    """Defaults are DeepLabV3+ on VOC (ResNet-101, output stride 16, crop 513, batch 16, about 30k
+    iterations on train_aug); config.yaml scales them down for a CPU."""
+
+    section: ClassVar[str] = "segmenter"
+
+    backbone: str = "resnet101"
+    output_stride: int = 16
+    epochs: int = 46
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    poly_power: float = 0.9
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    crop_size: int = 513
+    width: float = 1.0  # channel-count scale (pretrained weights need 1.0)
+
+    def check(self) -> None:
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise UserError(f"config key '{self.section}.scale_range': {self.scale_range} must be [min, max] with 0 < min <= max")
+
+
+class SegmentationSet:
+    """(normalised image, label) pairs: the dataset's images with labels from a folder of PNGs
+    (``labels_dir``) or the dataset's own masks (``labels_dir`` None)."""
+
+    def __init__(self, voc, labels_dir: str | Path | None, settings: SegmenterSettings):
+        import torch
+        from torchvision import tv_tensors
+        from torchvision.transforms import v2
+
+        self.voc = voc
+        self.labels_dir = Path(labels_dir) if labels_dir is not None else None
+        if self.labels_dir is not None:
+            if not self.labels_dir.is_dir():
+                raise UserError(f"{self.labels_dir}: label folder not found")
+            missing = [i for i in voc.ids if not (self.labels_dir / f"{i}.png").exists()]
+            if missing:
+                raise UserError(
+                    f"{self.labels_dir}: no label for {len(missing)} image(s) of split {voc.split}, "
+                    f"e.g. {self.labels_dir / (missing[0] + '.png')}"
+                )
+        else:
+            missing = [i for i in voc.ids if not voc.mask_path(i).exists()]
+            if missing:
+                raise UserError(f"{voc.mask_path(missing[0])}: ground-truth mask missing ({len(missing)} in all)")
+        low, high = settings.scale_range
+        crop = settings.crop_size
+        self.transform = v2.Compose(
+            [
+                _RandomRescale(low, high),
+                v2.RandomHorizontalFlip(),
+                v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Mask: 255, "others": 0}),
+            ]
+        )
+        self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)
+        self.torch = torch
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def label(self, image_id: str):
+        from drs.data.voc import read_label_png
+
+        if self.labels_dir is None:
+            return self.voc.load_mask(image_id)
+        return read_label_png(self.labels_dir / f"{image_id}.png")
+
+    def __getitem__(self, index: int):
+        from torchvision import tv_tensors
+
+        from drs.data.torchdata import normalize
+
+        torch = self.torch
+        image_id = self.voc.ids[index]
+        array = self.voc.load_image(image_id)
+        label = self.label(image_id)
+        if label.shape != array.shape[:2]:
+            where = self.labels_dir / f"{image_id}.png" if self.labels_dir else self.voc.mask_path(image_id)
+            raise UserError(f"{where}: label size {label.shape} differs from its image's {array.shape[:2]}")
+        image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(label.astype("int64")))
+        image, mask = self.transform(self.jitter(image), mask)
+        return normalize(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
+
+
+class _RandomRescale:
+    """Scale image and mask by one random factor in [low, high] (bilinear / nearest)."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __call__(self, image, mask):
+        import random
+
+        from torchvision.transforms import v2
+        from torchvision.transforms.v2 import functional as TF
+
+        factor = random.uniform(self.low, self.high)
+        h, w = image.shape[-2:]
+        size = [max(1, round(h * factor)), max(1, round(w * factor))]
+        image = TF.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        mask = TF.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
+        return image, mask
+
+
+def build_segmenter(num_classes: int, settings: SegmenterSettings):
+    """DeepLabV3+ as the settings describe; ``pretrained`` is none, imagenet or a ResNet weights file."""
+    from drs.models.deeplab import deeplabv3plus
+
+    weights = settings.weights
+    path = None
+    if weights is not None and weights != "imagenet":
+        path, weights = Path(weights), None
+    model = deeplabv3plus(
+        num_classes,
+        backbone=settings.backbone,
+        output_stride=settings.output_stride,
+        width=settings.width,
+        weights_backbone="IMAGENET1K_V1" if weights == "imagenet" else None,
+    )
+    if path is not None:
+        load_backbone_file(model, path)
+    return model
+
+
+def load_backbone_file(model, path: Path) -> None:
+    """ResNet weights from a file (a torchvision ResNet state dict; its ``fc`` is ignored)."""
+    import torch
+
+    if not path.exists():
+        raise UserError(f"backbone weights file {path}: not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"backbone weights file {path}: cannot be read as a PyTorch state dict ({err})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"backbone weights file {path}: expected a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        model.backbone.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"backbone weights file {path}: does not fit {model.config['backbone']} ({err})") from None
+
+
+def train_segmenter(
+    dataset: str | Path,
+    split: str,
+    labels: str | Path | None,
+    out_dir: str | Path,
+    settings: SegmenterSettings,
+    stop_after_steps: int | None = None,
+) -> Path:
+    """Train on ``labels`` (a folder of label PNGs; None: the dataset's ground-truth masks)."""
+    import torch
+    import torch.nn.functional as F
+
+    from drs.data.voc import VOCDataset
+    from drs.train import LoopSettings, atomic_save, fit, poly_decay, seed_everything
+
+    out_dir = Path(out_dir)
+    voc = VOCDataset(dataset, split)
+    data = SegmentationSet(voc, labels, settings)
+    seed_everything(settings.seed)
+    model = build_segmenter(len(voc.class_names), settings)
+    optimizer = torch.optim.SGD(
+        model.parameter_groups(settings.lr), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
+    loader = settings.loader(data)
+
+    def step_loss(model, batch, device):
+        images, targets = (t.to(device, non_blocking=True) for t in batch)
+        # a sum and a pixel count: under torchrun the loop divides by the count over all processes,
+        # so each labelled pixel weighs the same as in one process
+        loss = F.cross_entropy(model(images), targets, ignore_index=255, reduction="sum")
+        return loss, (targets != 255).sum()
+
+    supervision = "full" if labels is None else "image"
+    record = {
+        "kind": "segmenter",
+        "model_config": model.config,
+        "settings": asdict(settings),
+        "class_names": list(voc.class_names),
+        "dataset": str(dataset),
+        "split": split,
+        "labels": GROUND_TRUTH if labels is None else str(labels),
+        "supervision": supervision,
+    }
+    log.info(
+        "training DeepLabV3+ (%s, output stride %d, width %g) on %d images of %s/%s with %s, %d epochs",
+        settings.backbone,
+        settings.output_stride,
+        settings.width,
+        len(data),
+        dataset,
+        split,
+        "ground-truth masks" if labels is None else f"labels from {labels}",
+        settings.epochs,
+    )
+    fit(
+        model,
+        optimizer,
+        loader,
+        step_loss,
+        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        out_dir,
+        lr_at_epoch=poly_decay(settings.epochs, settings.poly_power),
+        name=f"segmenter[{supervision}]",
+        extra_state={"record": record},
+        stop_after_steps=stop_after_steps,
+    )
+    final = out_dir / MODEL_FILE
+    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    log.info("wrote %s", final)
+    return final
+
+
+def load_segmenter(path: str | Path):
+    """(DeepLabV3+ in eval mode on the CPU, the checkpoint's record without its state dict)."""
+    import torch
+
+    from drs.models.deeplab import DeepLabV3Plus
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "segmenter":
+        raise UserError(f"{path}: not a checkpoint of drs train-segmenter")
+    model = DeepLabV3Plus.from_config(checkpoint["model_config"])
+    model.load_state_dict(checkpoint.pop("state_dict"))
+    model.eval()
+    return model, checkpoint
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-segmenter",
+        help="train DeepLabV3+ on pseudo labels (or ground-truth masks)",
+        description="Stage 6: DeepLabV3+ (torchvision ResNet, ASPP, V3+ decoder) trained with cross-entropy "
+        "(255 ignored) on a folder of label PNGs, or on the dataset's masks with --labels ground-truth "
+        "(the fully-supervised reference). Resumes from OUT/last.pt.",
+    )
+    p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    p.add_argument("--split", default="train", help="id list to train on (default: train)")
+    p.add_argument("--labels", required=True, help=f"folder of <id>.png labels, or '{GROUND_TRUTH}'")
+    p.add_argument("--out", required=True, help="output folder (model.pt, last.pt)")
+    p.add_argument("--settings", default="{}", help="training settings as JSON (the config's `segmenter:` section)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    try:
+        values = json.loads(args.settings)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--settings: not valid JSON ({err})") from None
+    labels = None if args.labels == GROUND_TRUTH else args.labels
+    train_segmenter(args.dataset, args.split, labels, args.out, SegmenterSettings.from_dict(values))
+    return 0

@@ -1,0 +1,334 @@
+"""Pictures for the report: strips of image | ground truth | maps | labels, and a per-class IoU chart.
+
+Labels are drawn in the PASCAL VOC palette (255 = ignored, VOC's cream colour); localization maps as
+heat overlays (the maximum over the image's classes) on the image. PNGs are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drs.errors import UserError
+
+BACKGROUND = (255, 255, 255)
+PANEL_FILL = (236, 236, 236)
+TEXT = (20, 20, 20)
+GAP = 4
+IGNORE = 255
+
+
+def font(size: int):
+    """Pillow's scalable built-in font at ``size`` pixels (a bitmap font where FreeType is missing)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def palette_array() -> np.ndarray:
+    """The VOC palette as a (256, 3) uint8 array: ``palette_array()[label]`` colours a label map."""
+    from drs.data.voc import voc_palette
+
+    return np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+
+
+def colour_labels(label: np.ndarray) -> np.ndarray:
+    return palette_array()[np.asarray(label, dtype=np.uint8)]
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray, weight: float = 0.55) -> np.ndarray:
+    """The image under a jet-like colouring of ``heat`` (HxW in [0, 1], resized to the image)."""
+    from drs.maps import heat_colors
+
+    heat = np.asarray(heat, dtype=np.float32)
+    if heat.shape != image.shape[:2]:
+        heat = resize(heat, image.shape[:2], nearest=False)
+    blended = (1.0 - weight) * image.astype(np.float32) + weight * heat_colors(heat)
+    return np.round(blended).astype(np.uint8)
+
+
+def resize(array: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    """Resize an (H, W) or (H, W, 3) array to ``size`` = (H, W); nearest for labels, bilinear else."""
+    from PIL import Image
+
+    height, width = size
+    if array.dtype == np.float32 or array.dtype == np.float64:
+        image = Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
+        return np.asarray(image.resize((width, height), Image.BILINEAR))
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(array).resize((width, height), resample))
+
+
+def fit(array: np.ndarray, box: int, nearest: bool) -> np.ndarray:
+    """An RGB panel scaled to fit a ``box`` x ``box`` square (aspect kept), centred on grey."""
+    height, width = array.shape[:2]
+    scale = box / max(height, width)
+    new = (max(1, round(height * scale)), max(1, round(width * scale)))
+    scaled = resize(array, new, nearest=nearest) if new != (height, width) else array
+    out = np.empty((box, box, 3), dtype=np.uint8)
+    out[:] = PANEL_FILL
+    top, left = (box - new[0]) // 2, (box - new[1]) // 2
+    out[top : top + new[0], left : left + new[1]] = scaled
+    return out
+
+
+def _tag(panel: np.ndarray, text: str, size: int) -> np.ndarray:
+    """Write ``text`` in white on a black box in the panel's top-left corner."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(panel)
+    draw = ImageDraw.Draw(image)
+    face = font(size)
+    left, top, right, bottom = draw.textbbox((3, 2), text, font=face)
+    draw.rectangle((0, 0, right + 3, bottom + 3), fill=(0, 0, 0))
+    draw.text((3, 2), text, fill=(255, 255, 255), font=face)
+    return np.asarray(image)
+
+
+def _message_panel(box: int, text: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (box, box), PANEL_FILL)
+    draw = ImageDraw.Draw(image)
+    draw.text((box / 2, box / 2), text, fill=(110, 110, 110), font=font(max(10, box // 12)), anchor="mm")
+    return np.asarray(image)
+
+
+# -- strips --------------------------------------------------------------------------------------
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class StripSources:
+    """What a strip row shows besides the image and its ground truth, each optional.
+
+    ``maps``: column title -> open :class:`drs.maps.MapStore` (drawn as heat overlays, in order);
+    ``pseudo_labels``: folder of ``<id>.png``; ``predictor``: image (HxWx3 uint8) -> HxW labels.
+    """
+
+    maps: Mapping[str, object] = field(default_factory=dict)
+    pseudo_labels: Path | None = None
+    predictor: Predictor | None = None
+
+    def columns(self) -> list[str]:
+        names = ["image", "ground truth", *self.maps]
+        if self.pseudo_labels is not None:
+            names.append("pseudo label")
+        if self.predictor is not None:
+            names.append("prediction")
+        return names
+
+
+def pick_strip_ids(dataset, sources: StripSources, count: int) -> list[str]:
+    """A deterministic choice of ``count`` ids: the first image (in split order) holding each class
+    not yet shown, then the next images in order. Only images every source can draw are taken."""
+    candidates = list(dataset.ids)
+    for name, store in sources.maps.items():
+        candidates = [i for i in candidates if i in store]
+    if sources.pseudo_labels is not None:
+        present = {p.stem for p in Path(sources.pseudo_labels).glob("*.png")}
+        candidates = [i for i in candidates if i in present]
+    if not candidates:
+        raise UserError(
+            f"no image of {dataset.root} split {dataset.split!r} is in every map store and pseudo-label "
+            "folder given; are they from this dataset and split?"
+        )
+    first_store = next(iter(sources.maps.values()), None)
+
+    def classes(image_id: str) -> set[int]:
+        if first_store is not None:
+            return {int(c) for c in first_store.header(image_id)[0]}
+        return {int(c) for c in dataset.labels(image_id)}
+
+    chosen: list[str] = []
+    seen: set[int] = set()
+    for image_id in candidates:
+        if len(chosen) >= count or len(seen) >= dataset.num_classes:
+            break
+        new = classes(image_id) - seen
+        if new:
+            chosen.append(image_id)
+            seen |= new
+    for image_id in candidates:
+        if len(chosen) >= count:
+            break
+        if image_id not in chosen:
+            chosen.append(image_id)
+    position = {image_id: n for n, image_id in enumerate(candidates)}
+    return sorted(chosen, key=position.__getitem__)
+
+
+def _read_pseudo_label(folder: Path, image_id: str) -> np.ndarray:
+    from drs.data.voc import read_label_png
+
+    path = Path(folder) / f"{image_id}.png"
+    if not path.exists():
+        raise UserError(f"{path}: pseudo label not found")
+    try:
+        return read_label_png(path)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read pseudo label ({err})") from None
+
+
+def strip_row(dataset, image_id: str, sources: StripSources, box: int) -> list[np.ndarray]:
+    """The panels of one image, in :meth:`StripSources.columns` order."""
+    image = dataset.load_image(image_id)
+    shape = image.shape[:2]
+    panels = [_tag(fit(image, box, nearest=False), image_id, max(10, box // 14))]
+    if dataset.mask_path(image_id).exists():
+        panels.append(fit(colour_labels(dataset.load_mask(image_id)), box, nearest=True))
+    else:
+        panels.append(_message_panel(box, "no mask"))
+    for name, store in sources.maps.items():
+        record = store.read(image_id)
+        heat = record.maps.max(axis=0).astype(np.float32) / 255.0 if len(record.classes) else np.zeros(shape, np.float32)
+        panels.append(fit(heat_overlay(image, heat), box, nearest=False))
+    if sources.pseudo_labels is not None:
+        label = _read_pseudo_label(sources.pseudo_labels, image_id)
+        if label.shape != shape:
+            label = resize(label, shape, nearest=True)
+        panels.append(fit(colour_labels(label), box, nearest=True))
+    if sources.predictor is not None:
+        prediction = np.asarray(sources.predictor(image))
+        if prediction.shape != shape:
+            raise UserError(
+                f"the segmenter's prediction for {image_id!r} is {prediction.shape}, not the image's size {shape}"
+            )
+        panels.append(fit(colour_labels(prediction.astype(np.uint8)), box, nearest=True))
+    return panels
+
+
+def legend(class_names: Sequence[str], width: int, size: int = 14) -> np.ndarray:
+    """Colour swatches with class names (background first, then ignored), wrapped to ``width``."""
+    from PIL import Image, ImageDraw
+
+    face = font(size)
+    palette = palette_array()
+    entries = [(tuple(int(v) for v in palette[i]), name) for i, name in enumerate(class_names)]
+    entries.append((tuple(int(v) for v in palette[IGNORE]), "ignored (255)"))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    swatch, pad = size, 8
+    items = [(colour, name, swatch + 4 + int(measure.textlength(name, font=face)) + 2 * pad) for colour, name in entries]
+    lines, line, used = [], [], 0
+    for item in items:
+        if line and used + item[2] > width:
+            lines.append(line)
+            line, used = [], 0
+        line.append(item)
+        used += item[2]
+    lines.append(line)
+    row_height = size + 10
+    image = Image.new("RGB", (width, row_height * len(lines) + 6), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for n, line in enumerate(lines):
+        x, y = pad, 4 + n * row_height
+        for colour, name, item_width in line:
+            draw.rectangle((x, y + 2, x + swatch, y + 2 + swatch), fill=colour, outline=(80, 80, 80))
+            draw.text((x + swatch + 4, y + 2 + swatch / 2), name, fill=TEXT, font=face, anchor="lm")
+            x += item_width
+    return np.asarray(image)
+
+
+def header(columns: Sequence[str], box: int, size: int = 15) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    width = len(columns) * box + (len(columns) - 1) * GAP
+    image = Image.new("RGB", (width, size + 12), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    face = font(size)
+    for n, name in enumerate(columns):
+        draw.text((n * (box + GAP) + box / 2, (size + 12) / 2), name, fill=TEXT, font=face, anchor="mm")
+    return np.asarray(image)
+
+
+def strip_figure(dataset, ids: Sequence[str], sources: StripSources, box: int = 160) -> np.ndarray:
+    """Rows of image | ground truth | one heat overlay per map store | pseudo label | prediction,
+    under a header row of column titles and above a legend of the label colours."""
+    if not ids:
+        raise UserError("no images to draw")
+    columns = sources.columns()
+    width = len(columns) * box + (len(columns) - 1) * GAP
+    parts = [header(columns, box)]
+    for image_id in ids:
+        panels = strip_row(dataset, image_id, sources, box)
+        row = np.full((box, width, 3), 255, dtype=np.uint8)
+        for n, panel in enumerate(panels):
+            row[:, n * (box + GAP) : n * (box + GAP) + box] = panel
+        parts += [row, np.full((GAP, width, 3), 255, dtype=np.uint8)]
+    parts.append(legend(dataset.class_names, width))
+    return np.concatenate(parts, axis=0)
+
+
+# -- chart ---------------------------------------------------------------------------------------
+def per_class_chart(series: Sequence[tuple[str, Mapping[str, float | None]]], class_names: Sequence[str], title: str = "") -> bytes:
+    """Grouped bars as PNG bytes: one group per class (then mIoU), one bar per series.
+
+    ``series``: (name, {class name or "mIoU": IoU in [0, 1] or None}); a None is no bar.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    groups = [*class_names, "mIoU"]
+    n = max(1, len(series))
+    bar = 0.8 / n
+    width_in = min(22.0, max(7.0, len(groups) * (0.13 * n + 0.3) + 1.5))
+    columns = max(1, min(n, int(width_in / 3.4)))  # legend entries per line
+    legend_rows = math.ceil(n / columns)
+    figure = Figure(figsize=(width_in, 4.2 + 0.25 * legend_rows), dpi=110)
+    axes = figure.add_subplot()
+    if n <= 20:
+        palette = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    else:
+        palette = [matplotlib.colormaps["turbo"](v) for v in np.linspace(0.05, 0.95, n)]
+    x = np.arange(len(groups), dtype=float)
+    for k, (name, values) in enumerate(series):
+        heights = [values.get(g) for g in groups]
+        heights = [np.nan if v is None else 100.0 * float(v) for v in heights]
+        axes.bar(x - 0.4 + bar * (k + 0.5), heights, bar, label=name, color=palette[k % len(palette)], edgecolor="white", linewidth=0.4)
+    axes.set_xticks(x, groups, rotation=30 if len(groups) > 8 else 0, ha="right" if len(groups) > 8 else "center")
+    axes.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle=":")
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("IoU (%)")
+    axes.set_xlim(-0.6, len(groups) - 0.4)
+    axes.grid(axis="y", color="0.88", linewidth=0.8)
+    axes.set_axisbelow(True)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    if title:
+        axes.set_title(title, fontsize=11)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 if len(groups) <= 8 else -0.22), ncol=columns, frameon=False, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    # "tight" takes the legend below the axes in
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# -- files ---------------------------------------------------------------------------------------
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write through a hidden temporary file and rename, so a reader never sees a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.partial"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
