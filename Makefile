@@ -7,10 +7,16 @@ CORES  ?= all
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drs-installed
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint clean check-report
 
+# The workflow, then the HTML report of it, then where things are and the headline numbers.
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --report results/report.html
+	@echo
+	@echo "Report:  $(CURDIR)/results/report.html (open it in a browser)"
+	@echo "Summary: $(CURDIR)/results/summary.md"
+	@$(BIN)/python -m drs report --headline results/summary.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -23,6 +29,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+# Open results/report.html in headless Chromium (installed with apt-get when missing) and check
+# that it draws; screenshots in results/report-screenshots/.
+check-report: $(STAMP)
+	$(BIN)/python scripts/check_report.py results/report.html --install
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -20,24 +20,41 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/pseudo_labels.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
+# Run where Snakemake runs, never submitted to a cluster: targets, the VOC download (compute nodes
+# often have no internet), and small reads and aggregations. Every other rule declares its
+# threads and resources (workflow/rules/common.smk: job_threads, job_resources).
 localrules:
     all,
     data,
     cams,
+    download_voc2012,
     check_dataset,
     eval_cam,
     compare_cams,
     eval_refined,
+    ablation,
 
 
+# The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,
+# evaluation), the fully supervised reference, the CAM baseline's maps, and the report's files;
+# then `snakemake --report results/report.html` builds the HTML report.
 rule all:
     default_target: True
     input:
         DATASET_CHECK,
-        cam_metrics(MAIN),
-        res(f"{MAIN}/metrics/refined.json"),
+        res("summary.md"),
+
+
+# Every experiment end to end and their comparison (results/ablation/summary.md).
+rule ablation:
+    input:
+        res("ablation/summary.md"),
+        res("drs_vs_cam.md"),
 
 
 rule data:

@@ -31,6 +31,21 @@ def test_dry_run_default_config_shows_data_stage_and_targets(workdir):
         assert f"rule {job}:" in out or f"localrule {job}:" in out, job
     result = snakemake(workdir, "-n", "data", "--configfile", str(REPO / "config.yaml"))
     assert result.returncode == 0 and "rule data:" in result.stdout + result.stderr
+    # `all`: the main experiment and the fully supervised reference (and the CAM baseline with
+    # report.baseline_in_all, which config.yaml leaves off to keep `make run` short)
+    def job_counts(*args, config=REPO / "config.yaml"):
+        out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(config), *args)
+        assert out.returncode == 0, out.stderr
+        return {w[0]: int(w[1]) for w in map(str.split, out.stdout.splitlines()) if len(w) == 2 and w[1].isdigit()}
+
+    counts = job_counts()
+    assert counts["train_classifier"] == 1 and counts["train_segmenter"] == 2 and counts["summary"] == 1
+    with_baseline = workdir / "with_baseline.yaml"
+    with_baseline.write_text((REPO / "config.yaml").read_text().replace("baseline_in_all: false", "baseline_in_all: true"))
+    assert job_counts(config=with_baseline)["train_classifier"] == 2
+    # `ablation`: every experiment end to end and the comparison
+    counts = job_counts("--", "ablation")
+    assert counts["train_classifier"] == 3 and counts["train_segmenter"] == 4 and counts["ablation_summary"] == 1
 
 
 def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
@@ -41,7 +56,8 @@ def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
     assert report["class_names"][0] == "background" and len(report["class_names"]) == 4
     for rule in ("synthesize_dataset", "check_dataset"):
         assert (workdir / f"results/logs/{rule}.log").stat().st_size > 0
-        assert (workdir / f"results/benchmarks/{rule}.tsv").exists()
+    # synthesize_dataset is cacheable between workflows, and a cached rule has no benchmark
+    assert (workdir / "results/benchmarks/check_dataset.tsv").exists()
     cam = json.loads((workdir / "results/drs/metrics/cam.json").read_text())
     assert {"miou", "pixel_accuracy", "per_class_iou", "split", "num_images"} <= set(cam)
     assert cam["num_images"] == 12 and all(v is None or 0 <= v <= 1 for v in cam["per_class_iou"].values())
@@ -56,6 +72,20 @@ def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
     refined = json.loads((workdir / "results/drs/metrics/refined.json").read_text())
     assert {"miou", "pixel_accuracy", "per_class_iou", "split", "num_images", "ignored_fraction"} <= set(refined)
     assert refined["num_images"] == 12 and 0 <= refined["ignored_fraction"] <= 1
+    # stages 6 and 7: DeepLabV3+ on the pseudo labels and on the ground truth, evaluated on val
+    for exp, supervision in (("drs", "image"), ("full", "full")):
+        seg = json.loads((workdir / f"results/{exp}/metrics/segmentation.json").read_text())
+        assert seg["split"] == "val" and seg["num_images"] == 6 and seg["supervision"] == supervision
+        assert seg["multi_scale"] and seg["scales"] == [1.0, 1.25] and seg["flip"]
+        assert len(seg["confusion_matrix"]) == 4 and sum(map(sum, seg["confusion_matrix"])) > 0
+        assert len(list((workdir / f"results/{exp}/predictions/val").glob("*.png"))) == 6
+    assert not (workdir / "results/full/classifier").exists()  # no classifier for the reference
+    summary = (workdir / "results/summary.md").read_text()
+    assert "fully supervised" in summary
+    # the HTML report from the run's outputs
+    html = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--report", "report.html")
+    assert html.returncode == 0, html.stdout + html.stderr
+    assert (workdir / "report.html").stat().st_size > 100_000
     again = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG))
     assert "Nothing to be done" in again.stdout + again.stderr
     # a changed generator setting re-runs the data stage (params are a rerun trigger)

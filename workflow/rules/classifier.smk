@@ -12,15 +12,16 @@ rule train_classifier:
         res("benchmarks/train_classifier/{exp}.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("gpu_job")
     resources:
-        gpu=1,
+        **job_resources("gpu_job", "train_classifier"),
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
         drs=drs_args,
         settings=classifier_settings,
         out=lambda wildcards, output: Path(output[0]).parent,
+        launch=launcher("train_classifier"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs train-classifier --dataset {params.dataset} --split {params.split} "
-        "--out {params.out} {params.drs} --settings {params.settings:q} > {log} 2>&1"
+        "{params.launch} train-classifier --dataset {params.dataset} "
+        "--split {params.split} --out {params.out} {params.drs} --settings {params.settings:q} > {log} 2>&1"

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from drs.compare import variant_of
-from drs.config import check_config, check_schema, dataset_root
+from drs.config import check_config, check_schema, dataset_root, ddp_nproc
 from drs.errors import UserError
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -55,9 +56,23 @@ shell.prefix(
 EXPERIMENTS = config["experiments"]
 MAIN = config["main_experiment"]
 TRAIN_SPLIT = config["train_split"]
+
+
+def fully_supervised(exp):
+    """Whether an experiment trains DeepLabV3+ on ground-truth masks (no classifier, no maps)."""
+    return EXPERIMENTS[exp].get("supervision", "image") == "full"
+
+
+# experiments with a classifier and maps (image-level labels), and fully supervised ones
+WEAK_EXPERIMENTS = [e for e in EXPERIMENTS if not fully_supervised(e)]
+FULL_EXPERIMENTS = [e for e in EXPERIMENTS if fully_supervised(e)]
+# the plain-CAM baseline (drs: none) the main experiment is compared with, if any
+CAM_BASELINE = next(
+    (e for e in WEAK_EXPERIMENTS if EXPERIMENTS[e].get("drs") == "none"), None
+)
 # one run per variant (experiments differing only by a trailing _s<seed>) for pictures
 VARIANT_FIRST_RUNS = list(
-    {variant_of(e): e for e in reversed(list(EXPERIMENTS))}.values()
+    {variant_of(e): e for e in reversed(WEAK_EXPERIMENTS)}.values()
 )[::-1]
 
 
@@ -105,3 +120,234 @@ def classifier_settings(wildcards):
     if "seed" in EXPERIMENTS[wildcards.exp]:
         settings["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
     return json.dumps(settings, sort_keys=True)
+
+
+# Multi-GPU jobs (README: Multi-GPU training). A training or map-extraction rule runs its stage
+# as `{params.launch} <stage> ...` with `launch=launcher(RULE)`: one process (`python -m drs`)
+# unless the config's `ddp` asks for more, then torchrun starts that many, one per GPU.
+
+
+def nproc(rule):
+    """Processes (one per GPU) of a rule's job: ddp.rules.<rule>, else ddp.nproc (default 1)."""
+    return ddp_nproc(config, rule)
+
+
+def launcher(rule):
+    """A params function: the command that runs a `drs` stage for `rule`, each process with its
+    share of the job's threads (OpenMP and MKL, which Snakemake sets to all of them): `python -m
+    drs` for one process, else `torchrun --standalone --nproc_per_node=N -m drs` (free port).
+    """
+    n = nproc(rule)
+    command = "python -m drs"
+    if n > 1:
+        command = f"torchrun --standalone --nproc_per_node={n} -m drs"
+
+    def launch(wildcards, threads):
+        share = max(1, threads // n)
+        return f"OMP_NUM_THREADS={share} MKL_NUM_THREADS={share} {command}"
+
+    return launch
+
+
+# Stages 6 and 7: DeepLabV3+ and its evaluation
+def segmenter_labels(wildcards):
+    """The label folder the segmenter learns from (none for the fully supervised reference)."""
+    return (
+        [] if fully_supervised(wildcards.exp) else res(f"{wildcards.exp}/pseudo_labels")
+    )
+
+
+def segmenter_settings(wildcards):
+    """The segmenter section as JSON, with the experiment's seed if it sets one."""
+    settings = dict(config["segmenter"])
+    if "seed" in EXPERIMENTS[wildcards.exp]:
+        settings["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
+    return json.dumps(settings, sort_keys=True)
+
+
+VAL_SPLIT = config["val_split"]
+
+
+def segmentation_metrics(exp="{exp}"):
+    return res(f"{exp}/metrics/segmentation.json")
+
+
+# Resources (README: Running on a cluster). A rule that does real work is of one kind, whose
+# requests come from the config's `resources:` section:
+#   gpu_job: training, map extraction, evaluation: threads, gpu, mem_mb, runtime
+#   cpu_job: dataset synthesis or download, pseudo labels: threads, mem_mb, runtime (never gpu)
+# It declares `threads: job_threads(KIND)` and `resources: **job_resources(KIND, "RULE")` (the
+# rule's own name: a job under torchrun asks for a GPU per process). Small rules (scoring,
+# aggregating, reports) are localrules and declare no resources. Snakemake's --set-threads
+# RULE=N and --set-resources RULE:KEY=VALUE (or a profile's set-threads and set-resources)
+# override any value per rule; a new GPU rule also gets its partition in the slurm profile.
+
+
+from drs.config import DDP_RULES
+
+
+def job_threads(kind):
+    """Threads of a job of this kind: capped at --cores locally, --cpus-per-task on SLURM."""
+    return config["resources"][kind]["threads"]
+
+
+def job_resources(kind, rule=None):
+    """What a job of this kind asks for: mem_mb and runtime (minutes), both times the attempt
+    (1, then 2, ... with --retries), and for a gpu_job its GPUs (`gpu`: counted against
+    --resources gpu=N locally, --gpus=N on SLURM): resources.gpu_job.gpu per process, times
+    the rule's process count when the config's `ddp` runs it under torchrun (hence the name).
+    """
+    spec = config["resources"][kind]
+    requests = {
+        "mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: spec["runtime"] * attempt,
+    }
+    if kind == "gpu_job":
+        requests["gpu"] = spec["gpu"] * (nproc(rule) if rule in DDP_RULES else 1)
+    return requests
+
+
+def source_digest(*modules):
+    """SHA-256 (16 hex digits) of drs modules' source files. A param of the cached data rules:
+    the between-workflow cache keys an output by its rule's command, params and inputs, so the
+    code that makes the output has to be among them for a cache hit to stay valid."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update((Path(workflow.basedir) / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def between_workflow_cache(cacheable=True):
+    """A `cache:` directive: "omit-software" (the output is keyed by the rule's command, params
+    and inputs, not the software environment) when this run uses the between-workflow cache
+    (--cache) and the output is cacheable; else False, which spares every other run Snakemake's
+    "eligible for caching" notice."""
+    enabled = workflow.workflow_settings.cache is not None
+    return "omit-software" if cacheable and enabled else False
+
+
+def voc_archives_pinned():
+    """Whether every VOC archive has its MD5 pinned: an unverified archive (md5: null) may change
+    behind its URL, so its download must not be cached."""
+    archives = config["voc2012"].get("archives", {})
+    return bool(archives) and all(a.get("md5") for a in archives.values())
+
+
+# -- the report (workflow/rules/report.smk) -----------------------------------------------------
+def method_label(exp):
+    """An experiment's method as the tables name it."""
+    if fully_supervised(exp):
+        return "fully supervised"
+    kind = EXPERIMENTS[exp].get("drs")
+    if kind == "none":
+        return "CAM"
+    if kind == "fixed":
+        return f"DRS (delta={EXPERIMENTS[exp]['delta']})"
+    return "DRS"
+
+
+def report_plan(scope):
+    """What a report covers: scope "all" is the main experiment (with the CAM baseline's maps, if
+    report.baseline_in_all, and the first fully supervised experiment beside it), "ablation"
+    every experiment. The CAM
+    baseline comes first, then the main experiment, then the others."""
+    first = [e for e in (CAM_BASELINE, MAIN) if e]
+    if scope == "all":
+        if not config["report"]["baseline_in_all"]:
+            first = [MAIN]
+        weak = list(dict.fromkeys(first))
+        full = FULL_EXPERIMENTS[:1]
+        map_columns = weak
+    else:
+        # grouped by variant (runs differing only by a trailing _s<seed>)
+        variants = list(dict.fromkeys(variant_of(e) for e in first + WEAK_EXPERIMENTS))
+        rank = lambda e: variants.index(variant_of(e))
+        weak = sorted(WEAK_EXPERIMENTS, key=rank)
+        full = FULL_EXPERIMENTS
+        map_columns = sorted(VARIANT_FIRST_RUNS, key=rank)
+    metrics = {}
+    for exp in weak:
+        stages = ("cam", "refined", "segmentation")
+        for stage in stages if scope == "ablation" or exp == MAIN else ("cam",):
+            metrics[f"{exp}:{stage}"] = res(f"{exp}/metrics/{stage}.json")
+    for exp in full:
+        metrics[f"{exp}:segmentation"] = res(f"{exp}/metrics/segmentation.json")
+    titles = [method_label(e) for e in map_columns]
+    maps = {
+        (t if titles.count(t) == 1 else variant_of(e)): train_store(e)
+        for t, e in zip(titles, map_columns)
+    }
+    maps["refined" if scope == "all" else f"refined ({method_label(MAIN)})"] = (
+        refined_store(MAIN)
+    )
+    return {
+        "metrics": metrics,
+        "experiments": list(dict.fromkeys(k.split(":")[0] for k in metrics)),
+        "maps": maps,
+        "pseudo_labels": res(f"{MAIN}/pseudo_labels"),
+        "segmenter": res(f"{MAIN}/segmenter/model.pt"),
+    }
+
+
+def report_inputs(scope):
+    plan = report_plan(scope)
+    return {
+        "metrics": list(plan["metrics"].values()),
+        "stores": list(plan["maps"].values()),
+        "pseudo_labels": plan["pseudo_labels"],
+        "segmenter": plan["segmenter"],
+        "check": DATASET_CHECK,
+    }
+
+
+def report_args(scope):
+    """The `drs report` options of a scope (without --out-dir and --summary)."""
+    import shlex
+
+    plan = report_plan(scope)
+    pairs = lambda d: " ".join(shlex.quote(f"{k}={v}") for k, v in d.items())
+    labels = {e: method_label(e) for e in plan["experiments"]}
+    baseline = f" --baseline {CAM_BASELINE}" if CAM_BASELINE else ""
+    return (
+        f"--metrics {pairs(plan['metrics'])} --label {pairs(labels)} --main {MAIN}{baseline} "
+        f"--strip-maps {pairs(plan['maps'])} --pseudo-labels {plan['pseudo_labels']} "
+        f"--segmenter {plan['segmenter']} --dataset {shlex.quote(str(DATASET))} --split {TRAIN_SPLIT}"
+    )
+
+
+def experiment_table(path, exp):
+    """An experiment's per-class table, marked for the HTML report."""
+    return report(
+        path,
+        caption="../report/experiment.rst",
+        category="Experiments",
+        labels={"experiment": exp, "method": method_label(exp)},
+    )
+
+
+def report_outputs(folder, scope):
+    """The files `drs report` writes into ``folder``, marked for the HTML report."""
+    return {
+        "comparison": report(
+            f"{folder}/comparison.html",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            labels={"result": "comparison of the stages (table)"},
+        ),
+        "chart": report(
+            f"{folder}/per_class_iou.png",
+            caption="../report/per_class_iou.rst",
+            category="Comparison",
+            labels={"result": "per-class IoU (chart)"},
+        ),
+        "strips": report(
+            f"{folder}/strips.png",
+            caption="../report/strips.rst",
+            category="Pictures",
+            labels={"picture": "image, ground truth, maps, pseudo label, prediction"},
+        ),
+        "experiments": [
+            experiment_table(f"{folder}/experiment_{e}.html", e)
+            for e in report_plan(scope)["experiments"]
+        ],
+    }

@@ -6,13 +6,17 @@ rule synthesize_dataset:
         directory(res("data/synthetic")),
     log:
         res("logs/synthesize_dataset.log"),
-    benchmark:
-        res("benchmarks/synthesize_dataset.tsv")
+    # deterministic from its spec and the generator's code (both params): cacheable between
+    # workflows (--cache; a cached rule may not have a benchmark)
+    cache: between_workflow_cache()
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("cpu_job")
+    resources:
+        **job_resources("cpu_job"),
     params:
         spec=json.dumps(config["synthetic"]),
+        code=source_digest("drs/data/synth.py", "drs/data/synth_spec.py"),
     shell:
         "python -m drs synth {output} --spec {params.spec:q} --workers {threads} > {log} 2>&1"
 
@@ -22,13 +26,14 @@ rule download_voc2012:
         directory(res("data/voc2012")),
     log:
         res("logs/download_voc2012.log"),
-    benchmark:
-        res("benchmarks/download_voc2012.tsv")
+    # checksummed archives unpacked the same way: cacheable when every MD5 is pinned
+    cache: between_workflow_cache(voc_archives_pinned())
     conda:
         DRS_ENV
     params:
         archives=json.dumps(config["voc2012"].get("archives", {})),
         downloads=res("downloads"),
+        code=source_digest("drs/data/download.py"),
     shell:
         "python -m drs download {output} --archives {params.archives:q} --downloads {params.downloads} > {log} 2>&1"
 
@@ -44,6 +49,6 @@ rule check_dataset:
         res("benchmarks/check_dataset.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("cpu_job")
     shell:
         "python -m drs check-dataset {input} --json {output} --workers {threads} > {log} 2>&1"

@@ -13,15 +13,16 @@ rule extract_maps:
         res("benchmarks/extract_maps/{exp}_{split}.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("gpu_job")
     resources:
-        gpu=1,
+        **job_resources("gpu_job", "extract_maps"),
     params:
         dataset=DATASET,
         options=MAPS_OPTIONS,
+        launch=launcher("extract_maps"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs extract-maps --model {input.model} --dataset {params.dataset} "
-        "--split {wildcards.split} --out {output} {params.options} > {log} 2>&1"
+        "{params.launch} extract-maps --model {input.model} "
+        "--dataset {params.dataset} --split {wildcards.split} --out {output} {params.options} > {log} 2>&1"
 
 
 rule eval_cam:
@@ -50,11 +51,16 @@ rule eval_cam:
 
 rule compare_cams:
     input:
-        metrics=[cam_metrics(e) for e in EXPERIMENTS],
+        metrics=[cam_metrics(e) for e in WEAK_EXPERIMENTS],
         stores=[train_store(e) for e in VARIANT_FIRST_RUNS],
     output:
         table=res("drs_vs_cam.md"),
-        figure=res("drs_vs_cam.png"),
+        figure=report(
+            res("drs_vs_cam.png"),
+            caption="../report/drs_vs_cam.rst",
+            category="Pictures",
+            labels={"picture": "CAM vs DRS maps of each variant"},
+        ),
     log:
         res("logs/compare_cams.log"),
     benchmark:
@@ -62,7 +68,7 @@ rule compare_cams:
     conda:
         DRS_ENV
     params:
-        runs=" ".join(f"{e}={cam_metrics(e)}" for e in EXPERIMENTS),
+        runs=" ".join(f"{e}={cam_metrics(e)}" for e in WEAK_EXPERIMENTS),
         stores=" ".join(f"{variant_of(e)}={train_store(e)}" for e in VARIANT_FIRST_RUNS),
     shell:
         "python -m drs compare --runs {params.runs} --out {output.table} "

@@ -13,7 +13,9 @@ rule pseudo_labels:
         res("benchmarks/pseudo_labels/{exp}.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("cpu_job")
+    resources:
+        **job_resources("cpu_job"),
     params:
         dataset=DATASET,
         alpha=config["pseudo_labels"]["alpha"],

@@ -13,16 +13,17 @@ rule train_refiner:
         res("benchmarks/train_refiner/{exp}.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("gpu_job")
     resources:
-        gpu=1,
+        **job_resources("gpu_job", "train_refiner"),
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
         settings=json.dumps(config["refiner"], sort_keys=True),
         out=lambda wildcards, output: Path(output[0]).parent,
+        launch=launcher("train_refiner"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs train-refiner --dataset {params.dataset} "
+        "{params.launch} train-refiner --dataset {params.dataset} "
         "--split {params.split} --store {input.store} --out {params.out} "
         "--settings {params.settings:q} > {log} 2>&1"
 
@@ -39,13 +40,14 @@ rule extract_refined_maps:
         res("benchmarks/extract_refined_maps/{exp}_{split}.tsv")
     conda:
         DRS_ENV
-    threads: workflow.cores
+    threads: job_threads("gpu_job")
     resources:
-        gpu=1,
+        **job_resources("gpu_job", "extract_refined_maps"),
     params:
         dataset=DATASET,
         options=MAPS_OPTIONS,
+        launch=launcher("extract_refined_maps"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs extract-maps --model {input.model} "
+        "{params.launch} extract-maps --model {input.model} "
         "--dataset {params.dataset} --split {wildcards.split} --out {output} "
         "{params.options} > {log} 2>&1"

@@ -1,0 +1,56 @@
+# Stage 7: the report. `drs report` turns the stages' metrics, map stores, pseudo labels and the
+# segmenter into tables, a per-class chart, picture strips and results/summary.md; the outputs are
+# marked for `snakemake --report`. Two scopes: `summary` (the main experiment end to end, for `all`)
+# and `ablation_summary` (every experiment, under results/ablation/). What each covers:
+# report_plan() and its helpers in common.smk.
+
+
+# the front page of the HTML report
+report: "../report/workflow.rst"
+
+
+localrules:
+    summary,
+    ablation_summary,
+
+
+rule summary:
+    input:
+        **report_inputs("all"),
+    output:
+        **report_outputs(res("report"), "all"),
+        summary=res("summary.md"),
+    log:
+        res("logs/summary.log"),
+    benchmark:
+        res("benchmarks/summary.tsv")
+    conda:
+        DRS_ENV
+    params:
+        args=report_args("all"),
+        out_dir=lambda wildcards, output: Path(output.comparison).parent,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs report {params.args} "
+        "--out-dir {params.out_dir} --summary {output.summary} > {log} 2>&1"
+
+
+rule ablation_summary:
+    input:
+        **report_inputs("ablation"),
+        figure=res("drs_vs_cam.png"),
+    output:
+        **report_outputs(res("ablation/report"), "ablation"),
+        summary=res("ablation/summary.md"),
+    log:
+        res("logs/ablation_summary.log"),
+    benchmark:
+        res("benchmarks/ablation_summary.tsv")
+    conda:
+        DRS_ENV
+    params:
+        args=report_args("ablation"),
+        out_dir=lambda wildcards, output: Path(output.comparison).parent,
+        title="DRS ablation: every experiment",
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs report {params.args} --title '{params.title}' "
+        "--out-dir {params.out_dir} --summary {output.summary} > {log} 2>&1"

@@ -1,0 +1,30 @@
+# Stage 6: DeepLabV3+ on an experiment's pseudo labels, or on the ground-truth masks for an
+# experiment with supervision: full (the fully-supervised reference).
+
+
+rule train_segmenter:
+    input:
+        labels=segmenter_labels,
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/segmenter/model.pt"),
+    log:
+        res("logs/train_segmenter/{exp}.log"),
+    benchmark:
+        res("benchmarks/train_segmenter/{exp}.tsv")
+    conda:
+        DRS_ENV
+    threads: job_threads("gpu_job")
+    resources:
+        **job_resources("gpu_job", "train_segmenter"),
+    params:
+        dataset=DATASET,
+        split=TRAIN_SPLIT,
+        labels=lambda wildcards, input: input.labels or "ground-truth",
+        settings=segmenter_settings,
+        out=lambda wildcards, output: Path(output[0]).parent,
+        launch=launcher("train_segmenter"),
+    shell:
+        "{params.launch} train-segmenter --dataset {params.dataset} "
+        "--split {params.split} --labels {params.labels} --out {params.out} "
+        "--settings {params.settings:q} > {log} 2>&1"
