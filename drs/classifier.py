@@ -8,18 +8,15 @@ state dict plus the model and training settings it was trained with.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from drs.errors import UserError
-from drs.settings import NetworkSettings
+from drs.settings import NetworkSettings, settings_json
 
 log = logging.getLogger("drs.classifier")
 
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -62,8 +59,7 @@ def train_classifier(
 
     from drs.data.torchdata import ClassificationSet, classification_transform
     from drs.data.voc import VOCDataset
-    from drs.distributed import barrier
-    from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
+    from drs.train import LoopSettings, fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -115,11 +111,7 @@ def train_classifier(
         stop_after_steps=stop_after_steps,
         nproc_invariant=nproc_invariant,
     )
-    final = out_dir / MODEL_FILE
-    atomic_save({"state_dict": model.state_dict(), **record}, final)  # rank 0 only under torchrun
-    barrier()
-    log.info("wrote %s", final)
-    return final
+    return save_model(model, record, out_dir)
 
 
 def load_classifier(path: str | Path, kinds: tuple[str, ...] = ("classifier",)):
@@ -128,23 +120,10 @@ def load_classifier(path: str | Path, kinds: tuple[str, ...] = ("classifier",)):
     ``kinds`` lists the accepted checkpoint kinds: "classifier" (train-classifier), "refiner"
     (train-refiner; the same network class without DRS modules).
     """
-    import torch
-
     from drs.models.vgg import DRSClassifier
+    from drs.train import load_model
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{path}: not a readable checkpoint ({err})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
-        raise UserError(f"{path}: not a checkpoint of drs train-{' or train-'.join(kinds)}")
-    model = DRSClassifier.from_config(checkpoint["model_config"])
-    model.load_state_dict(checkpoint.pop("state_dict"))
-    model.eval()
-    return model, checkpoint
+    return load_model(path, kinds, DRSClassifier)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -166,10 +145,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    try:
-        values = json.loads(args.settings)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--settings: not valid JSON ({err})") from None
+    values = settings_json(args.settings)
     if args.seed is not None:
         values["seed"] = args.seed
     settings = ClassifierSettings.from_dict(values)

@@ -11,7 +11,6 @@ are the refined maps.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
@@ -20,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.settings import NetworkSettings
+from drs.settings import NetworkSettings, settings_json
 
 log = logging.getLogger("drs.refiner")
 
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -111,10 +109,9 @@ def train_refiner(
     import torch.nn.functional as F
 
     from drs.data.voc import VOCDataset
-    from drs.distributed import barrier
     from drs.extract import file_sha256
     from drs.models.vgg import drs_vgg16
-    from drs.train import LoopSettings, atomic_save, fit, seed_everything, step_decay
+    from drs.train import LoopSettings, fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -160,11 +157,7 @@ def train_refiner(
         stop_after_steps=stop_after_steps,
         nproc_invariant=nproc_invariant,
     )
-    final = out_dir / MODEL_FILE
-    atomic_save({"state_dict": model.state_dict(), **record}, final)  # rank 0 only under torchrun
-    barrier()
-    log.info("wrote %s", final)
-    return final
+    return save_model(model, record, out_dir)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -184,9 +177,6 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    try:
-        values = json.loads(args.settings)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--settings: not valid JSON ({err})") from None
+    values = settings_json(args.settings)
     train_refiner(args.dataset, args.split, args.store, args.out, RefinerSettings.from_dict(values))
     return 0

@@ -11,18 +11,16 @@ network and training settings.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from drs.errors import UserError
-from drs.settings import TrainSettings
+from drs.settings import TrainSettings, settings_json
 
 log = logging.getLogger("drs.segmenter")
 
-MODEL_FILE = "model.pt"
 GROUND_TRUTH = "ground-truth"
 
 
@@ -187,7 +185,7 @@ def train_segmenter(
     import torch.nn.functional as F
 
     from drs.data.voc import VOCDataset
-    from drs.train import LoopSettings, atomic_save, fit, poly_decay, seed_everything
+    from drs.train import LoopSettings, fit, save_model, poly_decay, seed_everything
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -240,31 +238,15 @@ def train_segmenter(
         extra_state={"record": record},
         stop_after_steps=stop_after_steps,
     )
-    final = out_dir / MODEL_FILE
-    atomic_save({"state_dict": model.state_dict(), **record}, final)
-    log.info("wrote %s", final)
-    return final
+    return save_model(model, record, out_dir)
 
 
 def load_segmenter(path: str | Path):
     """(DeepLabV3+ in eval mode on the CPU, the checkpoint's record without its state dict)."""
-    import torch
-
     from drs.models.deeplab import DeepLabV3Plus
+    from drs.train import load_model
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{path}: not a readable checkpoint ({err})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "segmenter":
-        raise UserError(f"{path}: not a checkpoint of drs train-segmenter")
-    model = DeepLabV3Plus.from_config(checkpoint["model_config"])
-    model.load_state_dict(checkpoint.pop("state_dict"))
-    model.eval()
-    return model, checkpoint
+    return load_model(path, ("segmenter",), DeepLabV3Plus)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -285,10 +267,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    try:
-        values = json.loads(args.settings)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--settings: not valid JSON ({err})") from None
+    values = settings_json(args.settings)
     labels = None if args.labels == GROUND_TRUTH else args.labels
     train_segmenter(args.dataset, args.split, labels, args.out, SegmenterSettings.from_dict(values))
     return 0

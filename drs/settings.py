@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from drs.errors import UserError
 from drs.fileio import check_keys
+
+
+def settings_json(text: str, option: str = "--settings") -> dict:
+    """The JSON object a command's ``--settings`` option carries (the config section the rule passes)."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{option}: not valid JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{option}: expected a JSON object, got {type(values).__name__}")
+    return values
 
 
 @dataclass

@@ -34,7 +34,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from drs.errors import UserError
+
 log = logging.getLogger("drs.train")
+
+MODEL_FILE = "model.pt"  # the trained model in a training rule's output folder (last.pt: the epoch checkpoint)
 
 LAST_CHECKPOINT = "last.pt"
 
@@ -76,6 +80,43 @@ def atomic_save(obj, path: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_model(model: nn.Module, record: dict, out_dir: Path) -> Path:
+    """``OUT/model.pt``: the state dict and ``record`` (kind, model config, settings), written atomically
+    by rank 0 while every process waits for it. Returns its path."""
+    from drs.distributed import barrier
+
+    final = Path(out_dir) / MODEL_FILE
+    atomic_save({"state_dict": model.state_dict(), **record}, final)
+    barrier()
+    log.info("wrote %s", final)
+    return final
+
+
+def read_model_file(path: str | Path, kinds: tuple[str, ...]) -> dict:
+    """The checkpoint dict of a ``model.pt`` that ``drs train-<kind>`` wrote, for one of ``kinds``
+    (UserError naming the file when it is missing, unreadable or of another kind)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = load_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
+        raise UserError(f"{path}: not a checkpoint of drs train-{' or train-'.join(kinds)}")
+    return checkpoint
+
+
+def load_model(path: str | Path, kinds: tuple[str, ...], model_class) -> tuple[nn.Module, dict]:
+    """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a
+    ``model.pt`` of one of ``kinds``; ``model_class.from_config`` rebuilds the network."""
+    checkpoint = read_model_file(path, kinds)
+    model = model_class.from_config(checkpoint["model_config"])
+    model.load_state_dict(checkpoint.pop("state_dict"))
+    model.eval()
+    return model, checkpoint
 
 
 @dataclass
