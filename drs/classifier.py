@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from drs.settings import NetworkSettings, settings_json
+from drs.fileio import json_object
+from drs.settings import NetworkSettings
 
 log = logging.getLogger("drs.classifier")
 
@@ -59,7 +60,7 @@ def train_classifier(
 
     from drs.data.torchdata import ClassificationSet, classification_transform
     from drs.data.voc import VOCDataset
-    from drs.train import LoopSettings, fit, save_model, seed_everything, step_decay
+    from drs.train import fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -103,7 +104,7 @@ def train_classifier(
         optimizer,
         loader,
         step_loss,
-        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        settings.loop,
         out_dir,
         lr_at_epoch=step_decay(settings.lr_decay_epochs),
         name=f"classifier[{drs}]",
@@ -145,7 +146,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    values = settings_json(args.settings)
+    values = json_object(args.settings, "--settings")
     if args.seed is not None:
         values["seed"] = args.seed
     settings = ClassifierSettings.from_dict(values)

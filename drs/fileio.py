@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,14 +21,30 @@ def check_keys(section: str, values: dict, cls) -> None:
         raise UserError(f"config key '{section}': unknown key(s) {unknown}; expected some of {sorted(known)}")
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write through a hidden temporary file and rename, so a reader never sees a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.partial"
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_object(text: str, where: str, what: str = "a JSON object") -> dict:
+    """``text`` parsed as a JSON object; UserError naming ``where`` (a file or an option) otherwise."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected {what}, got {type(data).__name__}")
+    return data
 
 
 @contextmanager

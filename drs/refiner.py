@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.settings import NetworkSettings, settings_json
+from drs.fileio import json_object
+from drs.settings import NetworkSettings
 
 log = logging.getLogger("drs.refiner")
 
@@ -111,7 +112,7 @@ def train_refiner(
     from drs.data.voc import VOCDataset
     from drs.extract import file_sha256
     from drs.models.vgg import drs_vgg16
-    from drs.train import LoopSettings, fit, save_model, seed_everything, step_decay
+    from drs.train import fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -149,7 +150,7 @@ def train_refiner(
         optimizer,
         loader,
         step_loss,
-        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        settings.loop,
         out_dir,
         lr_at_epoch=step_decay(settings.lr_decay_epochs),
         name="refiner",
@@ -177,6 +178,6 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    values = settings_json(args.settings)
+    values = json_object(args.settings, "--settings")
     train_refiner(args.dataset, args.split, args.store, args.out, RefinerSettings.from_dict(values))
     return 0

@@ -20,13 +20,12 @@ and the markdown ``--summary`` with the headline, the same tables and the paths 
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_bytes, atomic_write_text, json_object
 
 STAGES = ("cam", "refined", "segmentation")
 REQUIRED_KEYS = ("miou", "pixel_accuracy", "per_class_iou", "num_images", "split")
@@ -56,12 +55,7 @@ def load_metrics(path: str | Path) -> dict:
         raise UserError(f"{path}: metrics file not found") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read metrics file ({err.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
+    data = json_object(text, str(path), "a JSON object of metrics")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise UserError(f"{path}: missing key(s) {', '.join(missing)}; a metrics file holds {', '.join(REQUIRED_KEYS)}")
@@ -351,7 +345,7 @@ def write_report(
 
     ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array).
     """
-    from drs.viz import atomic_write_bytes, per_class_chart, png_bytes
+    from drs.viz import per_class_chart, png_bytes
 
     if not metrics_paths:
         raise UserError("no metrics given: pass --metrics EXP:STAGE=PATH for at least one stage")

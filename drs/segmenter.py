@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from drs.errors import UserError
-from drs.settings import TrainSettings, settings_json
+from drs.fileio import json_object
+from drs.settings import TrainSettings
 
 log = logging.getLogger("drs.segmenter")
 
@@ -185,7 +186,7 @@ def train_segmenter(
     import torch.nn.functional as F
 
     from drs.data.voc import VOCDataset
-    from drs.train import LoopSettings, fit, save_model, poly_decay, seed_everything
+    from drs.train import fit, save_model, poly_decay, seed_everything
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
@@ -231,7 +232,7 @@ def train_segmenter(
         optimizer,
         loader,
         step_loss,
-        LoopSettings(epochs=settings.epochs, seed=settings.seed, log_every=settings.log_every),
+        settings.loop,
         out_dir,
         lr_at_epoch=poly_decay(settings.epochs, settings.poly_power),
         name=f"segmenter[{supervision}]",
@@ -267,7 +268,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    values = settings_json(args.settings)
+    values = json_object(args.settings, "--settings")
     labels = None if args.labels == GROUND_TRUTH else args.labels
     train_segmenter(args.dataset, args.split, labels, args.out, SegmenterSettings.from_dict(values))
     return 0

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from drs.errors import UserError
 from drs.fileio import check_keys
-
-
-def settings_json(text: str, option: str = "--settings") -> dict:
-    """The JSON object a command's ``--settings`` option carries (the config section the rule passes)."""
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{option}: not valid JSON ({err})") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{option}: expected a JSON object, got {type(values).__name__}")
-    return values
 
 
 @dataclass
@@ -53,6 +41,13 @@ class TrainSettings:
     def weights(self) -> str | None:
         """The ``weights`` argument of the model builder."""
         return None if self.pretrained in ("none", "") else self.pretrained
+
+    @property
+    def loop(self):
+        """The :class:`drs.train.LoopSettings` of these settings (epochs, seed, log interval)."""
+        from drs.train import LoopSettings
+
+        return LoopSettings(epochs=self.epochs, seed=self.seed, log_every=self.log_every)
 
     def loader(self, data):
         """A shuffling DataLoader with its own generator, as :func:`drs.train.fit` needs."""
