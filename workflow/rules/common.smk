@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from drs.compare import variant_of
-from drs.config import check_config, check_schema, dataset_root, ddp_nproc
+from drs.config import DDP_RULES, check_config, check_schema, dataset_root, ddp_nproc
 from drs.errors import UserError
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -183,9 +183,6 @@ def segmentation_metrics(exp="{exp}"):
 # override any value per rule; a new GPU rule also gets its partition in the slurm profile.
 
 
-from drs.config import DDP_RULES
-
-
 def job_threads(kind):
     """Threads of a job of this kind: capped at --cores locally, --cpus-per-task on SLURM."""
     return config["resources"][kind]["threads"]
@@ -249,13 +246,13 @@ def method_label(exp):
 def report_plan(scope):
     """What a report covers: scope "all" is the main experiment (with the CAM baseline's maps, if
     report.baseline_in_all, and the first fully supervised experiment beside it), "ablation"
-    every experiment. The CAM
-    baseline comes first, then the main experiment, then the others."""
+    every experiment. The CAM baseline comes first, then the main experiment, then the others.
+    """
     first = [e for e in (CAM_BASELINE, MAIN) if e]
     if scope == "all":
-        if not config["report"]["baseline_in_all"]:
-            first = [MAIN]
-        weak = list(dict.fromkeys(first))
+        weak = list(
+            dict.fromkeys(first if config["report"]["baseline_in_all"] else [MAIN])
+        )
         full = FULL_EXPERIMENTS[:1]
         map_columns = weak
     else:
