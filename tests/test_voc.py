@@ -275,10 +275,13 @@ def test_empty_split_list_and_missing_root(tmp_path):
         VOCDataset(tmp_path / "nowhere", "train")
 
 
-def test_read_split_takes_first_field_and_skips_blank_lines(tmp_path):
+def test_read_split_skips_blank_lines_and_rejects_a_second_field(tmp_path):
     path = write_split(tmp_path, "train", [])
-    path.write_text("a\n\n  \nb 1\nc\n")
+    path.write_text("a\n\n  \n b \nc\n")
     assert read_split(tmp_path, "train") == ["a", "b", "c"]
+    path.write_text("a\n\nb 1\nc\n")  # one id per line: "b 1" is no id (it used to read as "b")
+    with pytest.raises(UserError, match=r"train\.txt:3: id 'b 1' contains whitespace"):
+        read_split(tmp_path, "train")
 
 
 def test_missing_image_names_path(tmp_path):

@@ -4,7 +4,8 @@ Checks, for every id of every split list: the image exists and decodes; its mask
 folder exists, and unless the split's labels come from ``<split>_labels.txt``) exists, decodes as a
 palette/grey PNG of the image's size, and holds only 0..C and 255; saliency maps and part masks
 (where those folders exist) exist, decode and match the image size. Also: duplicate ids in a list,
-and a split list that names no file at all.
+a split list that names no file at all, and ids that are not plain file names (path separators,
+``..``, a leading dot, whitespace, control characters: file and line named).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from drs.data.voc import (
     SALIENCY_DIR,
     SPLIT_DIR,
     read_class_names,
+    split_lines,
 )
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
@@ -158,9 +160,10 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
         if not path.exists():
             problems.append(Problem(str(path), "split list missing"))
             continue
-        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        ids, bad_lines = split_lines(path)
+        problems += [Problem(f"{path}:{lineno}", f"{message}; ids are file names without folders") for lineno, message in bad_lines]
         counts[split] = len(ids)
-        if not ids:
+        if not ids and not bad_lines:
             problems.append(Problem(str(path), "split list is empty"))
         for image_id, n in Counter(ids).items():
             if n > 1:

@@ -18,6 +18,7 @@ from ``<split>_labels.txt``.
 
 from __future__ import annotations
 
+import unicodedata
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -87,13 +88,29 @@ def save_label_png(path: str | Path, label: np.ndarray) -> None:
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """Read a class-index mask (palette 'P' or grey 'L' PNG) as a uint8 array."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise UserError(
-                f"{path}: mask must be a palette (P) or grey (L) PNG of class indices, got mode {image.mode}"
-            )
-        return np.array(image, dtype=np.uint8)
+    """Read a class-index mask (palette 'P' or grey 'L' PNG) as a uint8 array (UserError naming
+    the file when it is missing or does not decode)."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise UserError(
+                    f"{path}: mask must be a palette (P) or grey (L) PNG of class indices, got mode {image.mode}"
+                )
+            return np.array(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise UserError(f"{path}: label PNG not found") from None
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: truncated or corrupt data
+        raise UserError(f"{path}: cannot decode PNG ({err})") from None
+
+
+def check_label_values(label: np.ndarray, num_classes: int, path: str | Path) -> np.ndarray:
+    """``label`` itself when it holds only 0..num_classes and 255; else UserError naming ``path``."""
+    bad = np.unique(label[(label > num_classes) & (label != IGNORE)])
+    if bad.size:
+        raise UserError(
+            f"{path}: label value(s) {bad.tolist()} out of range (0..{num_classes} or {IGNORE} = ignore)"
+        )
+    return label
 
 
 def read_class_names(root: str | Path) -> tuple[str, ...]:
@@ -109,12 +126,52 @@ def read_class_names(root: str | Path) -> tuple[str, ...]:
     return names
 
 
+def id_problem(image_id: str) -> str | None:
+    """Why ``image_id`` cannot name files (``<folder>/<id>.png``) safely, or None when it can: ids
+    are plain file names, without path separators, ``..``, a leading dot, whitespace or control
+    characters (so that no stage reads or writes outside its folders)."""
+    if not image_id:
+        return "empty id"
+    if "/" in image_id or "\\" in image_id:
+        return f"id {image_id!r} contains a path separator"
+    if image_id.startswith("."):
+        return f"id {image_id!r} starts with a dot"
+    if any(ch.isspace() for ch in image_id):
+        return f"id {image_id!r} contains whitespace (one id per line)"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in image_id):
+        return f"id {image_id!r} contains a control character"
+    return None
+
+
+def split_lines(path: str | Path) -> tuple[list[str], list[tuple[int, str]]]:
+    """(ids, problems) of a split list: one id per line, blank lines skipped, surrounding
+    whitespace (and CRLF line ends) dropped; ``problems`` holds (line number, message) for each line
+    whose id :func:`id_problem` rejects (those lines are left out of ``ids``)."""
+    ids, problems = [], []
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    for lineno, line in enumerate(text.split("\n"), 1):
+        image_id = line.strip()
+        if not image_id:
+            continue
+        problem = id_problem(image_id)
+        if problem:
+            problems.append((lineno, problem))
+        else:
+            ids.append(image_id)
+    return ids, problems
+
+
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Ids listed in ImageSets/Segmentation/<split>.txt."""
+    """Ids listed in ImageSets/Segmentation/<split>.txt (UserError naming the file and line of the
+    first id that is not a plain file name)."""
     path = Path(root) / SPLIT_DIR / f"{split}.txt"
     if not path.exists():
         raise UserError(f"{path}: split list not found (expected one image id per line)")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids, problems = split_lines(path)
+    if problems:
+        lineno, problem = problems[0]
+        more = f" ({len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
+        raise UserError(f"{path}:{lineno}: {problem}{more}; ids are file names without folders")
     if not ids:
         raise UserError(f"{path}: split list is empty")
     return ids
@@ -186,13 +243,22 @@ class VOCDataset:
             raise UserError(f"{path}: mask not found (listed in {self.split}.txt)")
         return read_label_png(path)
 
-    def load_saliency(self, image_id: str) -> np.ndarray:
-        """HxW float32 in [0, 1]; 1 = salient."""
+    def load_saliency(self, image_id: str, size: tuple[int, int] | None = None) -> np.ndarray:
+        """HxW float32 in [0, 1]; 1 = salient. With ``size`` (H, W): UserError unless it has that size."""
         path = self.saliency_path(image_id)
         if not path.exists():
             raise UserError(f"{path}: saliency map not found (listed in {self.split}.txt)")
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        try:
+            with Image.open(path) as image:
+                saliency = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        except (OSError, SyntaxError, ValueError) as err:
+            raise UserError(f"{path}: cannot decode saliency map ({err})") from None
+        if size is not None and saliency.shape != tuple(size):
+            h, w = size
+            raise UserError(
+                f"{path}: saliency map is {saliency.shape[0]}x{saliency.shape[1]} but its image is {h}x{w} (HxW)"
+            )
+        return saliency
 
     def load_part_mask(self, image_id: str) -> np.ndarray:
         """HxW uint8: the class index on each object's discriminative part, 0 elsewhere."""
@@ -222,14 +288,8 @@ class VOCDataset:
             return self._label_file[image_id]
         if not self.mask_path(image_id).exists() and self._label_file is not None:
             raise UserError(f"{image_id}: neither a mask nor a line in {self.split}_labels.txt")
-        mask = self.load_mask(image_id)
-        present = np.unique(mask)
-        bad = present[(present > self.num_classes) & (present != IGNORE)]
-        if bad.size:
-            raise UserError(
-                f"{self.mask_path(image_id)}: label values {bad.tolist()} out of range "
-                f"(0..{self.num_classes} or {IGNORE})"
-            )
+        present = np.unique(self.load_mask(image_id))
+        check_label_values(present, self.num_classes, self.mask_path(image_id))
         return present[(present > 0) & (present != IGNORE)].astype(np.int64)
 
     def multi_hot(self, image_id: str) -> np.ndarray:
