@@ -98,7 +98,7 @@ def evaluate_store(
             thr_label = pseudo_label(record.classes, maps, None, alpha, bg_threshold, conflict_score)
             with_thr.add(thr_label, mask)
             if use_saliency:
-                sal = voc.load_saliency(record.image_id)
+                sal = voc.load_saliency(record.image_id, size=tuple(record.size))
                 with_sal.add(pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score), mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)

@@ -208,7 +208,7 @@ def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict
 
     Pixels labelled 255 are left out of the confusion matrix and counted (``ignored_fraction``).
     """
-    from drs.data.voc import VOCDataset, read_label_png
+    from drs.data.voc import VOCDataset, check_label_values, read_label_png
     from drs.metrics import SegmentationScore
 
     label_dir = Path(label_dir)
@@ -221,7 +221,7 @@ def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict
         path = label_dir / f"{image_id}.png"
         if not path.exists():
             raise UserError(f"{path}: label not found (listed in {split}.txt of {dataset})")
-        label = read_label_png(path)
+        label = check_label_values(read_label_png(path), voc.num_classes, path)
         mask = voc.load_mask(image_id)
         if label.shape != mask.shape:
             raise UserError(

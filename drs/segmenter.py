@@ -90,11 +90,13 @@ class SegmentationSet:
         return len(self.voc)
 
     def label(self, image_id: str):
-        from drs.data.voc import read_label_png
+        """The whole label array, checked (values 0..C or 255) before any crop can hide a bad pixel."""
+        from drs.data.voc import check_label_values, read_label_png
 
         if self.labels_dir is None:
-            return self.voc.load_mask(image_id)
-        return read_label_png(self.labels_dir / f"{image_id}.png")
+            return self.voc.load_mask(image_id)  # checks the values itself
+        path = self.labels_dir / f"{image_id}.png"
+        return check_label_values(read_label_png(path), self.voc.num_classes, path)
 
     def __getitem__(self, index: int):
         from torchvision import tv_tensors

@@ -237,11 +237,12 @@ class VOCDataset:
             raise UserError(f"{path}: cannot decode image ({err})") from None
 
     def load_mask(self, image_id: str) -> np.ndarray:
-        """HxW uint8 class indices (0 background, 1..C, 255 ignore)."""
+        """HxW uint8 class indices (0 background, 1..C, 255 ignore); UserError naming the file when
+        it is missing, does not decode or holds other values."""
         path = self.mask_path(image_id)
         if not path.exists():
             raise UserError(f"{path}: mask not found (listed in {self.split}.txt)")
-        return read_label_png(path)
+        return check_label_values(read_label_png(path), self.num_classes, path)
 
     def load_saliency(self, image_id: str, size: tuple[int, int] | None = None) -> np.ndarray:
         """HxW float32 in [0, 1]; 1 = salient. With ``size`` (H, W): UserError unless it has that size."""

@@ -327,3 +327,15 @@ def test_bench_maps_checks_classes_first(ds, checkpoint, monkeypatch):
     monkeypatch.setattr(drs.extract, "forward_scales", no_forward)
     with pytest.raises(UserError, match=rf"{checkpoint}: trained on classes"):
         bench_maps(checkpoint, ds, "train", scales=(32,), images=2, batch_size=2, repeats=1)
+
+
+def test_score_labels_out_of_range_label_named(ds, tmp_path, capsys):
+    voc = VOCDataset(ds, "val")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for image_id in voc.ids:
+        label = voc.load_mask(image_id)
+        label[0, 0] = 37
+        save_label_png(labels / f"{image_id}.png", label)
+    assert main(["score-labels", str(labels), "--dataset", str(ds), "--split", "val"]) == 2
+    assert f"{labels / voc.ids[0]}.png: label value(s) [37]" in capsys.readouterr().err
