@@ -113,10 +113,41 @@ def load_model(path: str | Path, kinds: tuple[str, ...], model_class) -> tuple[n
     """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a
     ``model.pt`` of one of ``kinds``; ``model_class.from_config`` rebuilds the network."""
     checkpoint = read_model_file(path, kinds)
-    model = model_class.from_config(checkpoint["model_config"])
+    for key, kind in (("model_config", dict), ("state_dict", dict), ("class_names", list)):
+        if not isinstance(checkpoint.get(key), kind):
+            raise UserError(
+                f"{path}: checkpoint has no {key!r} ({'a mapping' if kind is dict else 'a list'}); "
+                f"not a model.pt of drs train-{checkpoint['kind']}"
+            )
+    try:
+        model = model_class.from_config(checkpoint["model_config"])
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{path}: model config {checkpoint['model_config']} does not build a network ({err})") from None
+    _check_state_dict(path, model, checkpoint["state_dict"])
     model.load_state_dict(checkpoint.pop("state_dict"))
     model.eval()
     return model, checkpoint
+
+
+def _check_state_dict(path, model: nn.Module, state: dict) -> None:
+    """UserError naming the checkpoint and its first key that the network lacks, misses or holds in
+    another shape (e.g. a checkpoint of another width or number of classes)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise UserError(f"{path}: state dict is missing {len(missing)} key(s) of the network, first {missing[0]!r}")
+    if unexpected:
+        raise UserError(f"{path}: state dict has {len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
+    for key, value in expected.items():
+        shape = tuple(getattr(state[key], "shape", ()))
+        if not isinstance(state[key], torch.Tensor) or shape != tuple(value.shape):
+            raise UserError(
+                f"{path}: state dict key {key!r} has shape {shape} but the network of its model config needs "
+                f"{tuple(value.shape)} (a checkpoint of another width or number of classes?)"
+            )
 
 
 @dataclass

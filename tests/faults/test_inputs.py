@@ -203,7 +203,7 @@ def test_checkpoint_of_another_width_named(checkpoint, tmp_path):
     from drs.classifier import load_classifier
 
     bad = _tampered(checkpoint, tmp_path, lambda d: d["model_config"].update(width=0.25))
-    with pytest.raises(UserError, match=rf"{bad}: .*shape.*'backbone\."):
+    with pytest.raises(UserError, match=rf"{bad}: state dict key 'backbone\.0\.weight' has shape"):
         load_classifier(bad)
 
 
@@ -339,3 +339,11 @@ def test_score_labels_out_of_range_label_named(ds, tmp_path, capsys):
         save_label_png(labels / f"{image_id}.png", label)
     assert main(["score-labels", str(labels), "--dataset", str(ds), "--split", "val"]) == 2
     assert f"{labels / voc.ids[0]}.png: label value(s) [37]" in capsys.readouterr().err
+
+
+def test_checkpoint_without_class_names_named(checkpoint, tmp_path):
+    from drs.classifier import load_classifier
+
+    bad = _tampered(checkpoint, tmp_path, lambda d: d.pop("class_names"))
+    with pytest.raises(UserError, match=rf"{bad}: .*'class_names'"):
+        load_classifier(bad)
