@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -14,11 +16,58 @@ from drs.errors import UserError
 
 
 def check_keys(section: str, values: dict, cls) -> None:
-    """UserError naming the config section when ``values`` has keys the dataclass ``cls`` lacks."""
+    """UserError naming the config section when ``values`` is not a mapping or has keys the dataclass
+    ``cls`` lacks, and naming the key when a value is not of its field's type (int, float, bool, str,
+    lists and tuples of those, optional ones; a bool is no int, an int is a float; other field types
+    are left to ``cls``)."""
+    if not isinstance(values, dict):
+        raise UserError(f"config key '{section}': expected a mapping of settings, got {type(values).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(f"config key '{section}': unknown key(s) {unknown}; expected some of {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        expected = _type_problem(value, hints[key])
+        if expected:
+            raise UserError(f"config key '{section}.{key}': expected {expected}, got {type(value).__name__} {value!r}")
+
+
+_NAMES = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _type_problem(value, hint) -> str | None:
+    """What ``value`` should have been for the type ``hint`` (None when it fits or is not checked)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin in (list, tuple) and args and args[0] in _NAMES:
+        items = _NAMES[args[0]][1]
+        fixed = origin is tuple and Ellipsis not in args
+        what = f"a list of {len(args)} {items}" if fixed else f"a list of {items}"
+        ok = (
+            isinstance(value, (list, tuple))
+            and (not fixed or len(value) == len(args))
+            and not any(_type_problem(v, args[0]) for v in value)
+        )
+        return None if ok else what
+    elif origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        problems = [_type_problem(value, a) for a in options]
+        if any(p is None for p in problems):
+            return None
+        return " or ".join(problems) + (" or null" if type(None) in args else "")
+    else:
+        return None  # e.g. a nested dataclass: its own from_dict checks it
+    return None if ok else _NAMES[hint][0]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -9,6 +9,24 @@ from drs.errors import UserError
 from drs.fileio import check_keys
 
 
+# lower bounds of the trainers' settings, by key (a key a trainer lacks is skipped; a list's every item)
+AT_LEAST = {
+    "epochs": 1,
+    "batch_size": 1,
+    "crop_size": 1,
+    "input_size": 1,
+    "stages": 1,
+    "log_every": 1,
+    "num_workers": 0,
+    "lr_decay_epochs": 1,
+    "momentum": 0,
+    "weight_decay": 0,
+    "poly_power": 0,
+    "output_stride": 1,
+}
+ABOVE = {"lr": 0, "width": 0}
+
+
 @dataclass
 class TrainSettings:
     """What every trainer has: a pretrained-weights choice, a schedule, data loading, logging.
@@ -29,10 +47,23 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict):
-        check_keys(cls.section, values, cls)
+        check_keys(cls.section, values, cls)  # known keys, values of the fields' types
         settings = cls(**values)
+        settings.check_ranges()
         settings.check()
         return settings
+
+    def check_ranges(self) -> None:
+        """Each value within its range (:data:`AT_LEAST`, :data:`ABOVE`; UserError naming the key)."""
+        for key, low in AT_LEAST.items():
+            value = getattr(self, key, None)
+            values = value if isinstance(value, list) else [value]
+            if any(v is not None and not v >= low for v in values):
+                raise UserError(f"config key '{self.section}.{key}': must be at least {low}, got {value!r}")
+        for key, low in ABOVE.items():
+            value = getattr(self, key, None)
+            if value is not None and not value > low:
+                raise UserError(f"config key '{self.section}.{key}': must be above {low}, got {value!r}")
 
     def check(self) -> None:
         """Rules across keys (UserError naming the key)."""
