@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from drs.argtypes import positive_int
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
 
@@ -208,11 +209,11 @@ def add_parser(sub) -> None:
     m.add_argument("--model", required=True, help="classifier checkpoint (model.pt)")
     m.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     m.add_argument("--split", default="train")
-    m.add_argument("--scales", type=int, nargs="+", default=[256, 320, 384])
+    m.add_argument("--scales", type=positive_int, nargs="+", default=[256, 320, 384])
     m.add_argument("--flip", action="store_true")
-    m.add_argument("--images", type=int, default=64, help="number of images (default 64)")
-    m.add_argument("--batch-size", type=int, default=8)
-    m.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    m.add_argument("--images", type=positive_int, default=64, help="number of images (default 64)")
+    m.add_argument("--batch-size", type=positive_int, default=8)
+    m.add_argument("--repeats", type=positive_int, default=3, help="best of this many runs")
     m.add_argument("--out", help="also write the result as JSON")
     m.set_defaults(func=_run)
     pl = what.add_parser("pseudo-labels", help="pseudo-label generation throughput: 1 worker vs all cores")

@@ -140,6 +140,8 @@ def evaluate(
 
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
+    from drs.argtypes import positive_float
+
     p = sub.add_parser(
         "evaluate",
         help="predict a split with a trained DeepLabV3+ and score it (mIoU, per-class IoU, pixel accuracy)",
@@ -151,7 +153,7 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="val", help="id list to evaluate (default: val)")
     p.add_argument("--predictions", required=True, help="output folder of <id>.png predictions")
     p.add_argument("--out", required=True, help="metrics JSON to write (segmentation.json)")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="input scales (default: 1.0)")
+    p.add_argument("--scales", type=positive_float, nargs="+", default=[1.0], help="input scales (default: 1.0)")
     p.add_argument("--flip", action="store_true", help="also predict the mirrored images")
     p.add_argument("--experiment", help="experiment name recorded in the metrics")
     p.set_defaults(func=_run)

@@ -179,6 +179,8 @@ def extract_maps(
 
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
+    from drs.argtypes import positive_int
+
     p = sub.add_parser(
         "extract-maps",
         help="write a classifier's (or refiner's) localization maps to an HDF5 map store",
@@ -189,9 +191,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     p.add_argument("--split", default="train", help="id list (default: train)")
     p.add_argument("--out", required=True, help="store to write (.h5)")
-    p.add_argument("--scales", type=int, nargs="+", required=True, help="square input sizes, e.g. 256 320 384")
+    p.add_argument("--scales", type=positive_int, nargs="+", required=True, help="square input sizes, e.g. 256 320 384")
     p.add_argument("--flip", action="store_true", help="also use horizontally flipped images")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.set_defaults(func=_run)
 
 

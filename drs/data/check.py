@@ -197,6 +197,8 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
 
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
+    from drs.argtypes import positive_int
+
     p = sub.add_parser(
         "check-dataset",
         help="validate a folder in PASCAL VOC layout",
@@ -207,7 +209,7 @@ def add_parser(sub) -> None:
     p.add_argument("root", help="dataset folder")
     p.add_argument("--splits", nargs="+", help="split lists to check (default: every list)")
     p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.set_defaults(func=_run)
 
 

@@ -347,3 +347,27 @@ def test_checkpoint_without_class_names_named(checkpoint, tmp_path):
     bad = _tampered(checkpoint, tmp_path, lambda d: d.pop("class_names"))
     with pytest.raises(UserError, match=rf"{bad}: .*'class_names'"):
         load_classifier(bad)
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["bench", "maps", "--model", "m.pt", "--dataset", "ds", "--scales", "256", "0"], "--scales"),
+        (["bench", "maps", "--model", "m.pt", "--dataset", "ds", "--batch-size", "0"], "--batch-size"),
+        (["extract-maps", "--model", "m.pt", "--dataset", "ds", "--out", "o.h5", "--scales", "x"], "--scales"),
+        (["check-dataset", "ds", "--workers", "-1"], "--workers"),
+    ],
+)
+def test_numeric_options_checked_when_parsed(argv, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert f"argument {option}: must be a positive integer" in capsys.readouterr().err
+
+
+def test_evaluate_scales_above_zero(capsys):
+    from drs.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--scales", "1.0", "0"])
+    assert "argument --scales: must be a number above 0, got '0'" in capsys.readouterr().err
