@@ -63,8 +63,12 @@ def bench_maps(checkpoint, dataset, split="train", scales=(256, 320, 384), flip=
     ids = voc.ids[:images]
     if not ids:
         raise UserError(f"{dataset}: split {split} is empty")
+    model, record = load_classifier(checkpoint)
+    if list(voc.class_names) != list(record["class_names"]):  # before minutes of forward passes
+        raise UserError(
+            f"{checkpoint}: trained on classes {record['class_names']}, but {dataset} has {list(voc.class_names)}"
+        )
     device = pick_device()
-    model, _ = load_classifier(checkpoint)
     model.to(device)
 
     def sync():
