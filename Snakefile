@@ -2,6 +2,9 @@
 # Thin by design: rules wire stages together and call the `drs` package, where the logic lives.
 
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,7 +12,18 @@ min_version("9.0")
 
 # config.yaml is the default run; a --configfile replaces it (rather than being merged into it),
 # so a config such as config/study.yaml defines its experiments alone.
+# A YAML syntax error in it is reported with its file and line (Snakemake's own message names
+# neither); drs.config.load_yaml reads it first.
 if not workflow.overwrite_configfiles:
+    sys.path.insert(0, workflow.basedir)
+    from drs.config import load_yaml
+    from drs.errors import UserError
+
+    if os.path.exists("config.yaml"):  # as `configfile:`, from the working directory
+        try:
+            load_yaml("config.yaml")
+        except UserError as err:
+            raise WorkflowError(f"invalid configuration:\n{err}") from None
 
     configfile: "config.yaml"
 

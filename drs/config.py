@@ -87,9 +87,49 @@ def _check_ddp(config: dict) -> None:
             )
 
 
+def _check_results_dir(results_dir: str) -> None:
+    """The results folder, and each folder above it that exists, must be a folder (not a file)."""
+    path = Path(results_dir)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == path else f"lies under {str(folder)!r}, which is a file"
+                raise UserError(f"config key 'results_dir': {results_dir!r} {what}, not a folder; pick another path")
+            return
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML config file as a mapping; UserError naming the file, line and column of a syntax error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read config file ({err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = ""
+        if err.context:
+            started = f" started at line {err.context_mark.line + 1}" if err.context_mark and err.problem_mark else ""
+            context = f" ({err.context}{started})"
+        raise UserError(f"{where}: not valid YAML: {err.problem or err.context}{context}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
 def check_config(config: dict) -> None:
     """Raise UserError naming the key at fault and what was expected."""
     _check_ddp(config)
+    _check_results_dir(config.get("results_dir", "results"))
     experiments = config["experiments"]
     main = config["main_experiment"]
     if main not in experiments:
@@ -127,6 +167,8 @@ def check_config(config: dict) -> None:
         folder = config.get("dataset_dir", "")
         if not folder:
             raise UserError("config key 'dataset_dir': required when dataset is 'folder' (a VOC-layout folder)")
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise UserError(f"config key 'dataset_dir': {folder!r} is a file, not a folder (dataset: folder needs a VOC-layout folder)")
         if not Path(folder).is_dir():
             raise UserError(f"config key 'dataset_dir': folder {folder!r} not found (dataset: folder needs an existing VOC-layout folder)")
     elif config.get("dataset_dir"):
