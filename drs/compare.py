@@ -9,7 +9,6 @@ lie: on the discriminative part or over the whole object.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_text, json_object
 
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
@@ -41,6 +40,22 @@ def _fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def load_run(path: str | Path) -> dict:
+    """A metrics JSON of ``drs eval-maps``, checked for what the table reads (errors name the file)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read metrics ({err})") from None
+    metrics = json_object(text, str(path), "a JSON object of metrics (drs eval-maps)")
+    if not isinstance(metrics.get("coverage"), dict):
+        raise UserError(f"{path}: no 'coverage' mapping; is it a metrics file of drs eval-maps?")
+    for column, get in COLUMNS:
+        value = get(metrics)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{path}: {column} must be a number or null, got {value!r}")
+    return metrics
 
 
 def comparison_table(runs: dict[str, dict]) -> str:
@@ -113,12 +128,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 def _run(args) -> int:
     from PIL import Image
 
-    runs = {}
-    for name, path in _pairs(args.runs, "--runs").items():
-        try:
-            runs[name] = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(f"{path}: cannot read metrics ({err})") from None
+    runs = {name: load_run(path) for name, path in _pairs(args.runs, "--runs").items()}
     table = comparison_table(runs)
     atomic_write_text(args.out, table)
     print(table)

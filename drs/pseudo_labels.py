@@ -106,7 +106,7 @@ def generate_pseudo_labels(
     ``ignored_fraction`` over all label pixels, ``seconds``, ``images_per_s``, ``workers``,
     ``threshold_images``: images that used the threshold for want of a saliency map).
     ``limit`` keeps the store's first ``limit`` images."""
-    from drs.data.voc import VOCDataset
+    from drs.data.voc import VOCDataset, id_problem
     from drs.maps import MapStore
 
     _check_choice("saliency", saliency, SALIENCY_MODES)
@@ -126,6 +126,9 @@ def generate_pseudo_labels(
     if not root or not Path(root).is_dir():
         raise UserError(f"{root}: dataset folder of map store {store_path} not found; pass --dataset ROOT")
     voc = VOCDataset(root, split)
+    bad = next((i for i in ids if id_problem(i)), None)
+    if bad is not None:  # labels are written as OUT/<id>.png: never outside OUT
+        raise UserError(f"{store_path}: {id_problem(bad)}; ids are file names without folders")
     if list(voc.class_names) != list(store_names):
         raise UserError(f"{store_path}: classes {store_names} differ from {root}'s {list(voc.class_names)}")
 

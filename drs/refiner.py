@@ -84,8 +84,15 @@ class RefineSet:
             self._store = MapStore(self.store_path)
         torch = self.torch
         image_id = self.voc.ids[index]
-        image = tv_tensors.Image(torch.from_numpy(self.voc.load_image(image_id)).permute(2, 0, 1))
-        target = tv_tensors.Image(torch.from_numpy(arg_max_only(self._store.dense(image_id))))
+        array = self.voc.load_image(image_id)
+        maps = self._store.dense(image_id)
+        if maps.shape[1:] != array.shape[:2]:  # the transforms would resize both and hide the mismatch
+            raise UserError(
+                f"{self.store_path}: maps of {image_id!r} are {maps.shape[1]}x{maps.shape[2]} but its image "
+                f"{self.voc.image_path(image_id)} is {array.shape[0]}x{array.shape[1]}; extract the maps of this dataset again"
+            )
+        image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+        target = tv_tensors.Image(torch.from_numpy(arg_max_only(maps)))
         image, target = self.geometric(self.jitter(image), target)
         return normalize(image.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
 

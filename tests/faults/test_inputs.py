@@ -371,3 +371,51 @@ def test_evaluate_scales_above_zero(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--scales", "1.0", "0"])
     assert "argument --scales: must be a number above 0, got '0'" in capsys.readouterr().err
+
+
+def test_refiner_names_maps_of_another_size(ds, tmp_path):
+    """The refiner's transforms resize image and maps alike: a store of another size went unnoticed."""
+    from drs.maps import MapStoreWriter
+    from drs.refiner import RefineSet
+
+    voc = VOCDataset(ds, "train")
+    store = tmp_path / "train.h5"
+    with MapStoreWriter(store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train",
+                        dataset=ds) as writer:  # fmt: skip
+        for n, image_id in enumerate(voc.ids):
+            classes = voc.labels(image_id)
+            size = (40, 40) if n == 1 else voc.load_mask(image_id).shape
+            writer.add(image_id, classes, np.ones((len(classes), *size), np.float32))
+    data = RefineSet(voc, store, input_size=48, crop_size=40)
+    data[0]
+    with pytest.raises(UserError, match=rf"{store}: maps of '{voc.ids[1]}' are 40x40 but its image .* is 48x48"):
+        data[1]
+
+
+def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
+    from drs.maps import MapStoreWriter
+    from drs.pseudo_labels import generate_pseudo_labels
+
+    voc = VOCDataset(ds, "train")
+    store = tmp_path / "train.h5"
+    with MapStoreWriter(store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train",
+                        dataset=ds) as writer:  # fmt: skip
+        writer.add(".hidden", [1], np.ones((1, 48, 48), np.float32))
+    with pytest.raises(UserError, match=rf"{store}: id '.hidden' starts with a dot"):
+        generate_pseudo_labels(store, tmp_path / "labels", ds, saliency="none", workers=1)
+    assert not (tmp_path / "labels").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "expected a JSON object of metrics"),
+        ('{"miou": 0.5}', "no 'coverage' mapping"),
+        ('{"coverage": {"part": "high"}}', "part coverage must be a number or null, got 'high'"),
+    ],
+)
+def test_compare_names_bad_metrics(tmp_path, capsys, content, message):
+    metrics = tmp_path / "cam.json"
+    metrics.write_text(content)
+    assert main(["compare", "--runs", f"cam={metrics}", "--out", str(tmp_path / "table.md")]) == 2
+    assert f"{metrics}: {message}" in capsys.readouterr().err
