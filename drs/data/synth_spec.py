@@ -53,6 +53,9 @@ class SynthSpec:
         return spec
 
     def validate(self) -> None:
+        for key in ("num_train", "num_val"):  # every stage reads both splits
+            if getattr(self, key) < 1:
+                raise UserError(f"config key 'synthetic.{key}': need at least 1 image, got {getattr(self, key)}")
         lo, hi = self.objects_per_image
         if not 1 <= lo <= hi:
             raise UserError(f"config key 'synthetic.objects_per_image': need 1 <= min <= max, got {[lo, hi]}")

@@ -419,3 +419,22 @@ def test_compare_names_bad_metrics(tmp_path, capsys, content, message):
     metrics.write_text(content)
     assert main(["compare", "--runs", f"cam={metrics}", "--out", str(tmp_path / "table.md")]) == 2
     assert f"{metrics}: {message}" in capsys.readouterr().err
+
+
+SMALL = {"image_size": 32, "object_size": [12, 16]}  # fast to make, should the check be missing
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"num_val": -1, "num_train": 1, **SMALL}, "'synthetic.num_val': need at least 1 image, got -1"),
+        ({"num_train": 0, "num_val": 1, **SMALL}, "'synthetic.num_train': need at least 1 image, got 0"),
+        ({"image_size": "64"}, "'synthetic.image_size': expected an integer, got str '64'"),
+        ({"saliency": {"blur_sigma": "x"}}, "'synthetic.saliency.blur_sigma': expected a number"),
+        ({"object_size": [20]}, "'synthetic.object_size': expected a list of 2 integers"),
+    ],
+)
+def test_synth_spec_types_and_counts(tmp_path, capsys, spec, message):
+    assert main(["synth", str(tmp_path / "s"), "--spec", json.dumps(spec)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
