@@ -14,7 +14,7 @@ import os
 import sys
 
 from drs import __version__
-from drs.errors import UserError
+from drs.errors import UserError, user_message
 
 # Stage modules, in pipeline order.
 STAGE_MODULES = [
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"drs {args.command}: error: {err}", file=sys.stderr)
+        print(f"drs {args.command}: error: {user_message(err)}", file=sys.stderr)
         return 2
     finally:
         if "drs.distributed" in sys.modules:  # a stage run under torchrun leaves its process group

@@ -438,3 +438,28 @@ def test_synth_spec_types_and_counts(tmp_path, capsys, spec, message):
     assert main(["synth", str(tmp_path / "s"), "--spec", json.dumps(spec)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+class _BadLabels:
+    """A dataset whose item 1 is bad input, as a label PNG with value 37 is."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        if index == 1:
+            raise UserError("labels/b.png: label value(s) [37] out of range")
+        return index
+
+
+def test_user_error_from_a_data_loading_worker_is_one_line():
+    """PyTorch re-raises a worker's UserError with the worker's traceback as its message."""
+    from torch.utils.data import DataLoader
+
+    from drs.errors import user_message
+
+    with pytest.raises(UserError) as info:
+        list(DataLoader(_BadLabels(), batch_size=1, num_workers=1))
+    assert "Traceback" in str(info.value)
+    assert user_message(info.value) == "labels/b.png: label value(s) [37] out of range"
+    assert user_message(UserError("a: b")) == "a: b"
