@@ -463,3 +463,32 @@ def test_user_error_from_a_data_loading_worker_is_one_line():
     assert "Traceback" in str(info.value)
     assert user_message(info.value) == "labels/b.png: label value(s) [37] out of range"
     assert user_message(UserError("a: b")) == "a: b"
+
+
+def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
+    """The issue's reproduction: `../../x` in val.txt (x.jpg and x.png present) made `drs evaluate`
+    write x.png two folders above its predictions."""
+    from drs.segmenter import SegmenterSettings, build_segmenter
+    from drs.train import save_model
+
+    voc = VOCDataset(ds, "val")
+    settings = SegmenterSettings.from_dict({"backbone": "resnet18", "width": 0.125, "pretrained": "none"})
+    model = build_segmenter(voc.num_classes, settings)
+    record = {"kind": "segmenter", "model_config": model.config, "settings": {}, "class_names": list(voc.class_names),
+              "dataset": str(ds), "split": "train", "labels": "ground-truth", "supervision": "full"}  # fmt: skip
+    (tmp_path / "seg").mkdir()
+    checkpoint = save_model(model, record, tmp_path / "seg")
+    # <ds>/JPEGImages/../../x.jpg and <ds>/SegmentationClass/../../x.png: x.* beside <ds>
+    shutil.copy(voc.image_path(voc.ids[0]), tmp_path / "x.jpg")
+    shutil.copy(voc.mask_path(voc.ids[0]), tmp_path / "x.png")
+    with split_file(ds, "val").open("a") as f:
+        f.write("../../x\n")
+    out = tmp_path / "run" / "eval"
+    out.mkdir(parents=True)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    rc = main(["evaluate", "--model", str(checkpoint), "--dataset", str(ds), "--split", "val",
+               "--predictions", str(out / "predictions"), "--out", str(out / "segmentation.json")])  # fmt: skip
+    assert rc == 2
+    assert "val.txt:3: id '../../x' contains a path separator" in capsys.readouterr().err
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
