@@ -21,6 +21,7 @@ STAGE_MODULES = [
     "drs.data.synth",
     "drs.data.download",
     "drs.data.check",
+    "drs.config",
     "drs.classifier",
     "drs.extract",
     "drs.eval_maps",

@@ -3,18 +3,21 @@
 When the workflow is parsed, before any job starts: :func:`check_schema` reports every schema error
 as one line naming the key, what it holds and what was expected; Snakemake's ``validate`` then fills
 in the schema's defaults; :func:`check_config` checks the rules across keys. Light imports only:
-every job re-parses the Snakefile.
+every job re-parses the Snakefile. :func:`load_yaml` reads a config file naming the line of a YAML
+syntax error; `drs check-config FILE` makes all these checks on one file (Snakemake's own message
+for a bad ``--configfile`` names neither file nor line).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import jsonschema
-import yaml
+from typing import TYPE_CHECKING
 
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 # folders of the results directory that are not experiments
 RESERVED_NAMES = {"data", "logs", "benchmarks", "downloads"}
@@ -49,6 +52,9 @@ def _describe(error: jsonschema.ValidationError) -> list[str]:
 
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """Raise UserError listing every schema violation, one line each, naming the key."""
+    import jsonschema
+    import yaml
+
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
@@ -100,6 +106,8 @@ def _check_results_dir(results_dir: str) -> None:
 
 def load_yaml(path: str | Path) -> dict:
     """A YAML config file as a mapping; UserError naming the file, line and column of a syntax error."""
+    import yaml
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -177,3 +185,37 @@ def check_config(config: dict) -> None:
         raise UserError("config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see config/voc2012.yaml)")
     if dataset == "synthetic":
         SynthSpec.from_dict(config.get("synthetic", {}))
+
+
+# -- command line --------------------------------------------------------------------------------
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_config_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """The checks the workflow makes when it starts, on one config file: YAML syntax (file, line and
+    column named), the schema (every error, key named), then the rules across keys. Returns the config
+    with the schema's defaults filled in."""
+    config = load_yaml(path)
+    check_schema(config, schema_path)
+    from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
+
+    validate(config, str(schema_path))
+    check_config(config)
+    return config
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "check-config",
+        help="check a workflow config file (YAML syntax, schema, cross-key rules)",
+        description="Check a workflow config file as the workflow does when it starts, and name the file "
+        "and line of a YAML syntax error (Snakemake's --configfile reports neither).",
+    )
+    p.add_argument("config", help="config file (YAML), e.g. config/voc2012.yaml")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    check_config_file(args.config)
+    print(f"{args.config}: OK")
+    return 0

@@ -492,3 +492,19 @@ def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     assert "val.txt:3: id '../../x' contains a path separator" in capsys.readouterr().err
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_check_config_command(tmp_path, capsys):
+    """A YAML error in a --configfile is reported by Snakemake before the Snakefile runs, without
+    file or line: `drs check-config` names both, and makes the workflow's other checks."""
+    from conftest import REPO
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: synthetic\nexperiments:\n  drs: {drs: learnable\n  cam: [\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}:4:6: not valid YAML: expected ',' or '}}'" in capsys.readouterr().err
+    assert main(["check-config", str(REPO / "config" / "voc2012.yaml")]) == 0
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text((REPO / "config.yaml").read_text() + "\nepochs: 3\n")
+    assert main(["check-config", str(unknown)]) == 2
+    assert "config key 'epochs': unknown key" in capsys.readouterr().err
