@@ -63,6 +63,58 @@ def partial_path(path: str | Path) -> Path:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+class _GuardedFile:
+    """The partial store's file as HDF5 sees it (h5py's "fileobj" driver). HDF5 does not recover
+    from a failed write: it prints the error for every object it closes afterwards (h5py can only
+    report errors of a dataset closed by the garbage collector), and closing the file can then
+    crash the process (segmentation fault after ENOSPC). So the first ``OSError`` of a write is
+    kept in ``error`` and that write and every later one are dropped as if done: HDF5 carries on
+    to a clean close of a file that :class:`MapStoreWriter` then deletes, raising the error."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self.raw.write(view[done:])
+                return done
+            except OSError as err:
+                self.error = err
+        self.raw.seek(len(view), os.SEEK_CUR)
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.raw.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self.raw.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.raw.truncate(size)
+            except OSError as err:
+                self.error = err
+        return self.raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class MapStoreWriter:
     """Write a map store image by image; see the module docstring for the layout.
 
@@ -95,17 +147,15 @@ class MapStoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ids: list[str] = []
         self._seen: set[str] = set()
-        self._file = None
+        self._file = self._raw = None
         self._lock = ExitStack()
         self._lock.enter_context(output_lock(self.path))  # released by close() or abort()
         # HDF5 1.10 file format: far smaller per-dataset overhead (fixed-array chunk index) than
-        # the 1.8-compatible default, which matters with one small dataset per image. No chunk
-        # cache (rdcc_nbytes=0): each image's chunks are written whole anyway, and a chunk written
-        # at once fails in add(), as an exception; through the cache it fails later, when HDF5
-        # closes the dataset, where the error is only printed (once per image) and the file is
-        # left in a state that crashes the process on close (segmentation fault after ENOSPC).
+        # the 1.8-compatible default, which matters with one small dataset per image. HDF5 writes
+        # through a _GuardedFile, which keeps the first failed write (a full disk) from HDF5.
         with self._writing():
-            self._file = h5py.File(self.partial, "w", libver=LIBVER, rdcc_nbytes=0)
+            self._raw = _GuardedFile(open(self.partial, "w+b", buffering=0))
+            self._file = h5py.File(self._raw, "w", libver=LIBVER)
         try:
             attrs = self._file.attrs
             attrs["format"] = FORMAT
@@ -188,6 +238,8 @@ class MapStoreWriter:
                 dset = self._maps.create_dataset(image_id, data=data)
             dset.attrs["classes"] = classes.astype(np.int16)
             dset.attrs["size"] = np.array([height, width], dtype=np.int64)
+            del dset  # closed: its chunks and header are written now
+        self._check_writes()
         self._ids.append(image_id)
         self._seen.add(image_id)
 
@@ -203,6 +255,7 @@ class MapStoreWriter:
                 raise MapStoreError(f"{self.path}: image {image_id!r} from {store.path} already added (duplicate id)")
             with self._writing():
                 self._file.copy(store._maps[image_id], self._maps, name=image_id)
+            self._check_writes()
             self._ids.append(image_id)
             self._seen.add(image_id)
 
@@ -216,6 +269,9 @@ class MapStoreWriter:
                 self._file.attrs["num_images"] = len(self._ids)
                 self._file.close()
                 self._file = None
+                self._check_writes()
+                self._raw.close()
+                self._raw = None
                 os.replace(self.partial, self.path)
         except BaseException:
             self.abort()
@@ -232,6 +288,13 @@ class MapStoreWriter:
             self.abort()
             raise write_error(self.path, err) from None
 
+    def _check_writes(self) -> None:
+        """The first failed write (a full disk), if any: discard the store, raise one UserError."""
+        if self._raw is not None and self._raw.error is not None:
+            error = self._raw.error
+            self.abort()
+            raise write_error(self.path, error)
+
     def abort(self) -> None:
         """Discard the partial store; the final path is not touched."""
         if self._file is not None:
@@ -240,6 +303,9 @@ class MapStoreWriter:
             except Exception:
                 pass
             self._file = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         self.partial.unlink(missing_ok=True)
         self._lock.close()
 
