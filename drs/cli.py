@@ -15,6 +15,7 @@ import sys
 
 from drs import __version__
 from drs.errors import UserError, user_message
+from drs.workers import Terminated, sigterm_raises
 
 # Stage modules, in pipeline order.
 STAGE_MODULES = [
@@ -59,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone logs progress
         logging.getLogger("drs").setLevel(logging.WARNING)
     try:
-        return int(args.func(args) or 0)
+        with sigterm_raises():  # SIGTERM runs the clean-ups: partial output removed, workers ended
+            return int(args.func(args) or 0)
     except UserError as err:
         print(f"drs {args.command}: error: {user_message(err)}", file=sys.stderr)
         return 2
+    except Terminated as stop:
+        print(f"drs {args.command}: terminated (SIGTERM); partial output removed", file=sys.stderr)
+        return int(stop.code)
     finally:
         if "drs.distributed" in sys.modules:  # a stage run under torchrun leaves its process group
             sys.modules["drs.distributed"].cleanup()

@@ -21,6 +21,8 @@ from drs.errors import UserError
 
 log = logging.getLogger("drs.evaluate")
 
+KIND = "predictions"  # the kind of folder `drs evaluate` publishes (fileio.MARKER)
+
 
 class Predictor:
     """A trained DeepLabV3+ as a function: HxWx3 uint8 image -> HxW uint8 labels (0 background).
@@ -79,14 +81,15 @@ def evaluate(
     flip: bool = False,
 ) -> dict:
     """Predict every image of the split into ``predictions_dir`` (published when complete) and score
-    the predictions; returns the metrics (see the module's docstring)."""
+    the predictions; returns the metrics (see the module's docstring). An existing ``predictions_dir``
+    is replaced only if this command wrote it (fileio.check_replaceable_dir); none inside ``dataset``."""
     import torch
 
     from drs.data.voc import VOCDataset, save_label_png
-    from drs.fileio import check_replaceable_label_dir, publishing_dir
+    from drs.fileio import check_replaceable_dir, publishing_dir
     from drs.metrics import SegmentationScore
 
-    check_replaceable_label_dir(Path(predictions_dir))
+    check_replaceable_dir(predictions_dir, KIND, dataset)
     voc = VOCDataset(dataset, split)
     predictor = Predictor(checkpoint, scales=scales, flip=flip)
     if predictor.class_names != list(voc.class_names):
@@ -105,7 +108,7 @@ def evaluate(
     )
     score = SegmentationScore(len(voc.class_names))
     start = time.perf_counter()
-    with publishing_dir(predictions_dir, replace=True) as folder:
+    with publishing_dir(predictions_dir, replace=True, kind=KIND, dataset=dataset) as folder:
         for n, image_id in enumerate(voc.ids, 1):
             prediction = predictor(voc.load_image(image_id))
             mask = voc.load_mask(image_id)
@@ -160,8 +163,9 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from drs.fileio import atomic_write_text
+    from drs.fileio import atomic_write_text, check_outside_dataset
 
+    check_outside_dataset(args.out, args.dataset)
     result = evaluate(args.model, args.dataset, args.split, args.predictions, args.scales, args.flip)
     if args.experiment:
         result["experiment"] = args.experiment

@@ -109,9 +109,11 @@ def extract_maps(
 ) -> Path:
     from drs import distributed as ddp
     from drs.classifier import load_classifier
+    from drs.fileio import check_outside_dataset
     from drs.maps import MapStore, MapStoreWriter
     from drs.train import describe_device, pick_device
 
+    check_outside_dataset(out, dataset)
     model, record = load_classifier(checkpoint, kinds=("classifier", "refiner"))
     refined = record["kind"] == "refiner"
     voc = VOCDataset(dataset, split)

@@ -13,7 +13,9 @@ Layout (``SCHEMA_VERSION`` 1)::
 Only the classes present in an image are stored, so a store is a small fraction of the dense
 C x H x W arrays. A store being written lives under a hidden name (``.<name>.partial``) in the same
 folder and is renamed to its final name only when closed cleanly, so a store under its final name is
-always complete.
+always complete. One writer at a time: a second run on the same store is told that another run is
+writing it (``fileio.output_lock``). A failed write (a full disk) stops the writer at once with one
+error naming the store; the partial file is removed and the store under the final name is kept.
 
 ``drs inspect STORE`` prints a summary; ``drs inspect STORE --id ID --out overlay.png`` draws one
 image's maps over the image, next to its ground truth.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +35,7 @@ import numpy as np
 
 from drs import __version__
 from drs.errors import UserError
+from drs.fileio import output_lock, write_error
 
 FORMAT = "drs-map-store"
 SCHEMA_VERSION = 1
@@ -59,12 +63,65 @@ def partial_path(path: str | Path) -> Path:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+class _GuardedFile:
+    """The partial store's file as HDF5 sees it (h5py's "fileobj" driver). HDF5 does not recover
+    from a failed write: it prints the error for every object it closes afterwards (h5py can only
+    report errors of a dataset closed by the garbage collector), and closing the file can then
+    crash the process (segmentation fault after ENOSPC). So the first ``OSError`` of a write is
+    kept in ``error`` and that write and every later one are dropped as if done: HDF5 carries on
+    to a clean close of a file that :class:`MapStoreWriter` then deletes, raising the error."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self.raw.write(view[done:])
+                return done
+            except OSError as err:
+                self.error = err
+        self.raw.seek(len(view), os.SEEK_CUR)
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.raw.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self.raw.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.raw.truncate(size)
+            except OSError as err:
+                self.error = err
+        return self.raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class MapStoreWriter:
     """Write a map store image by image; see the module docstring for the layout.
 
     Use as a context manager: on a clean exit the store is completed and renamed to ``path``; on an
     exception the partial file is deleted and ``path`` is left as it was. Outside ``with``, call
-    :meth:`close` (complete) or :meth:`abort` (discard).
+    :meth:`close` (complete) or :meth:`abort` (discard). An HDF5 write that fails (a full disk)
+    discards the store and raises a UserError naming it (``fileio.write_error``).
     """
 
     def __init__(
@@ -90,9 +147,15 @@ class MapStoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ids: list[str] = []
         self._seen: set[str] = set()
+        self._file = self._raw = None
+        self._lock = ExitStack()
+        self._lock.enter_context(output_lock(self.path))  # released by close() or abort()
         # HDF5 1.10 file format: far smaller per-dataset overhead (fixed-array chunk index) than
-        # the 1.8-compatible default, which matters with one small dataset per image.
-        self._file = h5py.File(self.partial, "w", libver=LIBVER)
+        # the 1.8-compatible default, which matters with one small dataset per image. HDF5 writes
+        # through a _GuardedFile, which keeps the first failed write (a full disk) from HDF5.
+        with self._writing():
+            self._raw = _GuardedFile(open(self.partial, "w+b", buffering=0))
+            self._file = h5py.File(self._raw, "w", libver=LIBVER)
         try:
             attrs = self._file.attrs
             attrs["format"] = FORMAT
@@ -108,8 +171,10 @@ class MapStoreWriter:
             attrs["package_version"] = __version__
             attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._maps = self._file.create_group(MAPS_GROUP)
-        except BaseException:
+        except BaseException as err:
             self.abort()
+            if isinstance(err, (OSError, RuntimeError)):
+                raise write_error(self.path, err) from None
             raise
 
     def __enter__(self) -> "MapStoreWriter":
@@ -166,12 +231,15 @@ class MapStoreWriter:
         order = np.argsort(classes, kind="stable")
         classes, data = classes[order], data[order]
         height, width = data.shape[1:]
-        if len(classes):
-            dset = self._maps.create_dataset(image_id, data=data, chunks=(1, height, width), **COMPRESSION)
-        else:
-            dset = self._maps.create_dataset(image_id, data=data)
-        dset.attrs["classes"] = classes.astype(np.int16)
-        dset.attrs["size"] = np.array([height, width], dtype=np.int64)
+        with self._writing():
+            if len(classes):
+                dset = self._maps.create_dataset(image_id, data=data, chunks=(1, height, width), **COMPRESSION)
+            else:
+                dset = self._maps.create_dataset(image_id, data=data)
+            dset.attrs["classes"] = classes.astype(np.int16)
+            dset.attrs["size"] = np.array([height, width], dtype=np.int64)
+            del dset  # closed: its chunks and header are written now
+        self._check_writes()
         self._ids.append(image_id)
         self._seen.add(image_id)
 
@@ -185,7 +253,9 @@ class MapStoreWriter:
         for image_id in store.ids:
             if image_id in self._seen:
                 raise MapStoreError(f"{self.path}: image {image_id!r} from {store.path} already added (duplicate id)")
-            self._file.copy(store._maps[image_id], self._maps, name=image_id)
+            with self._writing():
+                self._file.copy(store._maps[image_id], self._maps, name=image_id)
+            self._check_writes()
             self._ids.append(image_id)
             self._seen.add(image_id)
 
@@ -194,15 +264,36 @@ class MapStoreWriter:
         if self._file is None:
             return self.path
         try:
-            self._file.create_dataset(IDS_DATASET, data=self._ids, dtype=_h5py().string_dtype())
-            self._file.attrs["num_images"] = len(self._ids)
-            self._file.close()
-            self._file = None
-            os.replace(self.partial, self.path)
+            with self._writing():
+                self._file.create_dataset(IDS_DATASET, data=self._ids, dtype=_h5py().string_dtype())
+                self._file.attrs["num_images"] = len(self._ids)
+                self._file.close()
+                self._file = None
+                self._check_writes()
+                self._raw.close()
+                self._raw = None
+                os.replace(self.partial, self.path)
         except BaseException:
             self.abort()
             raise
+        self._lock.close()
         return self.path
+
+    @contextmanager
+    def _writing(self):
+        """HDF5 (and OS) write failures inside the block: discard the store, raise one UserError."""
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            self.abort()
+            raise write_error(self.path, err) from None
+
+    def _check_writes(self) -> None:
+        """The first failed write (a full disk), if any: discard the store, raise one UserError."""
+        if self._raw is not None and self._raw.error is not None:
+            error = self._raw.error
+            self.abort()
+            raise write_error(self.path, error)
 
     def abort(self) -> None:
         """Discard the partial store; the final path is not touched."""
@@ -212,7 +303,11 @@ class MapStoreWriter:
             except Exception:
                 pass
             self._file = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         self.partial.unlink(missing_ok=True)
+        self._lock.close()
 
 
 # -- reading ---------------------------------------------------------------------------------------

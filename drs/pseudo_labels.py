@@ -15,17 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text, check_replaceable_label_dir, publishing_dir, usable_cores
+from drs.fileio import atomic_write_text, check_outside_dataset, check_replaceable_dir, publishing_dir, usable_cores
+from drs.workers import map_in_workers
 
 log = logging.getLogger("drs.pseudo_labels")
 
 IGNORE = 255
+KIND = "pseudo labels"  # the kind of folder `drs pseudo-labels` publishes (fileio.MARKER)
 
 
 def pseudo_label(
@@ -150,11 +151,11 @@ def generate_pseudo_labels(
             )  # fmt: skip
         threshold_ids = set(missing)
 
-    check_replaceable_label_dir(out_dir)
+    check_replaceable_dir(out_dir, KIND, root)
     workers = max(1, min(workers or usable_cores(), len(ids)))
     # a few chunks per worker balance the load; each chunk opens the store and dataset once
     size = max(1, -(-len(ids) // (workers * 4)))
-    with publishing_dir(out_dir, replace=True) as partial:
+    with publishing_dir(out_dir, replace=True, kind=KIND, dataset=root) as partial:
         common = dict(
             store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
             alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
@@ -163,15 +164,7 @@ def generate_pseudo_labels(
         for i in range(0, len(ids), size):
             chunk = ids[i : i + size]
             jobs.append(dict(common, ids=chunk, threshold_ids=threshold_ids.intersection(chunk)))
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                try:
-                    counts = list(pool.map(_label_chunk, jobs))
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-        else:
-            counts = [_label_chunk(job) for job in jobs]
+        counts = map_in_workers(_label_chunk, jobs, workers)  # workers die with this process
     seconds = time.perf_counter() - start
     images = sum(c[0] for c in counts)
     ignored = sum(c[1] for c in counts)
@@ -199,7 +192,9 @@ def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) 
     ``missing_saliency="threshold"`` (then it uses the threshold; a warning counts them).
     ``workers`` processes (default: all usable cores; 1 runs inline). The folder is built under
     ``.<name>.partial`` and renamed to ``out_dir`` when complete, replacing an existing folder of
-    label PNGs; on failure ``out_dir`` is left as it was. ``options`` are those of
+    label PNGs that this command wrote (its marker file, fileio.MARKER), never any other folder nor
+    one in the dataset folder; on failure (a full disk, SIGTERM) ``out_dir`` is left as it was, and
+    the workers die with this process, even killed. ``options`` are those of
     :func:`generate_pseudo_labels` (dataset, alpha, saliency, bg_threshold, conflict_score,
     missing_saliency, workers).
     """
@@ -293,6 +288,8 @@ def _run_write(args) -> int:
 
 
 def _run_score(args) -> int:
+    if args.out:
+        check_outside_dataset(args.out, args.dataset)
     result = score_labels(args.labels, args.dataset, args.split)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")

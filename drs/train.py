@@ -69,13 +69,22 @@ def seed_everything(seed: int) -> None:
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a hidden temporary file, then rename: a reader never sees a partial file.
 
-    Under torchrun only rank 0 writes (every process holds the same model and state)."""
+    A failed write (a full disk) removes the temporary file, keeps what ``path`` held and raises
+    one UserError naming ``path`` (fileio.atomic_file). Under torchrun only rank 0 writes (every
+    process holds the same model and state)."""
+    from drs.fileio import RecordingWriter, atomic_file, write_error
+
     if not _is_main():
         return
     path = Path(path)
-    tmp = path.parent / f".{path.name}.partial"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as file:
+        writer = RecordingWriter(file)  # torch turns a failed write into "enforce fail": keep the OSError
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise write_error(path, writer.error) from None
 
 
 def load_checkpoint(path: Path) -> dict:

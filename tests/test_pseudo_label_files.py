@@ -77,7 +77,7 @@ def test_writes_one_palette_png_per_image(setup, tmp_path):
     assert out == tmp_path / "labels"
     with MapStore(store) as s:
         ids = s.ids
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{i}.png" for i in ids)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{i}.png" for i in ids)
     values = set()
     for image_id in ids:
         with Image.open(out / f"{image_id}.png") as image:
@@ -150,13 +150,13 @@ def test_bad_choices_are_user_errors(setup, tmp_path):
 def test_out_dir_replaced_atomically(setup, tmp_path, monkeypatch):
     _, store = setup
     out = tmp_path / "labels"
-    out.mkdir()
+    write_pseudo_labels(store, out, saliency="none", workers=1)  # a folder this command wrote...
     (out / "stale.png").write_bytes(b"old")
     leftover = tmp_path / ".labels.partial"
     leftover.mkdir()
     (leftover / "junk.png").write_bytes(b"junk")
-    write_pseudo_labels(store, out, workers=2)
-    assert not (out / "stale.png").exists() and len(list(out.iterdir())) == 6
+    write_pseudo_labels(store, out, workers=2)  # ...is replaced whole
+    assert not (out / "stale.png").exists() and len(list(out.glob("*.png"))) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels"]
 
     # a failure half-way leaves the previous folder as it was and no partial folder
@@ -185,9 +185,14 @@ def test_refuses_to_replace_other_folders(setup, tmp_path):
     out = tmp_path / "results"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(UserError, match="notes.txt"):
+    with pytest.raises(UserError, match="not written by drs"):
         write_pseudo_labels(store, out, workers=1)
     assert (out / "notes.txt").read_text() == "keep me"
+    write_pseudo_labels(store, tmp_path / "labels", workers=1)
+    (tmp_path / "labels" / "notes.txt").write_text("mine")  # a file added to a folder drs wrote
+    with pytest.raises(UserError, match="notes.txt"):
+        write_pseudo_labels(store, tmp_path / "labels", workers=1)
+    assert (tmp_path / "labels" / "notes.txt").read_text() == "mine"
 
 
 def test_score_labels(setup, tmp_path):
