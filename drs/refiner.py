@@ -65,7 +65,7 @@ class RefineSet:
                 raise UserError(f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}")
             if missing:
                 raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
-            check_store_data(store, voc, voc.ids)  # the targets of these ids come from these images
+            check_store_data(store, voc)  # the targets come from these images
         self._store = None
         self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
         self.geometric = v2.Compose(

@@ -114,19 +114,26 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
     config.write_text(TINY_CONFIG.read_text().replace("  epochs: 2\n  batch_size: 4\n  lr: 0.001\n", "  epochs: 3\n  batch_size: 4\n  lr: 0.001\n"))
     assert config.read_text() != TINY_CONFIG.read_text()
     assert dry_run_jobs(workdir, config) == REFINER_DEPENDENTS
-    # a changed generator setting re-runs the data stage and everything after it
+    # a changed generator setting re-runs the data stage and everything after it: every job of a
+    # fresh run
     config.write_text(TINY_CONFIG.read_text().replace("  num_train: 12\n", "  num_train: 10\n"))
-    jobs = dry_run_jobs(workdir, config)
-    assert jobs["synthesize_dataset"] == 1 and jobs["check_dataset"] == 1
-    assert jobs["train_classifier"] == 1 and jobs["train_refiner"] == 1 and jobs["train_segmenter"] == 2
+    assert config.read_text() != TINY_CONFIG.read_text()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    everything = dry_run_jobs(fresh, TINY_CONFIG)
+    assert everything["synthesize_dataset"] == 1 and everything["train_classifier"] == 2
+    assert dry_run_jobs(workdir, config) == everything
 
 
 REFINER_DEPENDENTS = {
     "train_refiner": 1, "extract_refined_maps": 1, "pseudo_labels": 1, "eval_refined": 1, "train_segmenter": 1,
     "evaluate": 1, "summary": 1, "all": 1, "total": 8,
 }  # fmt: skip
-TRAINED_MODELS = ("drs/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")
-METRICS = ("drs/metrics/cam.json", "drs/metrics/refined.json", "drs/metrics/segmentation.json", "full/metrics/segmentation.json")
+TRAINED_MODELS = ("drs/classifier", "cam/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")
+METRICS = (
+    "drs/metrics/cam.json", "cam/metrics/cam.json", "drs/metrics/refined.json", "drs/metrics/segmentation.json",
+    "full/metrics/segmentation.json",
+)  # fmt: skip
 
 
 def _sha256(path) -> str:

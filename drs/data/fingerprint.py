@@ -125,10 +125,15 @@ def fingerprint_files(ids: Sequence[str], paths: dict[str, Callable[[str], Path]
 
 
 def split_fingerprint(
-    voc, kinds: Sequence[str] = ("images", "masks"), ids: Sequence[str] | None = None, label_dir: str | Path | None = None
+    voc,
+    kinds: Sequence[str] = ("images", "masks"),
+    ids: Sequence[str] | None = None,
+    label_dir: str | Path | None = None,
+    split: str | None = None,
 ) -> Fingerprint:
-    """The fingerprint of a :class:`drs.data.voc.VOCDataset` split (or of ``ids`` in it) over the
-    ``kinds`` of file a stage reads; ``labels`` names ``label_dir/<id>.png``."""
+    """The fingerprint of a :class:`drs.data.voc.VOCDataset` split (or of ``ids`` in its folder)
+    over the ``kinds`` of file a stage reads; ``labels`` names ``label_dir/<id>.png``; ``split``
+    (default: ``voc``'s) names the ``<split>_labels.txt`` that ``masks`` include when present."""
     makers = {
         "images": voc.image_path,
         "masks": voc.mask_path,
@@ -142,45 +147,44 @@ def split_fingerprint(
         raise ValueError("the 'labels' kind needs label_dir")
     extra = []
     if "masks" in kinds:
-        labels_file = voc.root / "ImageSets" / "Segmentation" / f"{voc.split}_labels.txt"
+        labels_file = voc.root / "ImageSets" / "Segmentation" / f"{split or voc.split}_labels.txt"
         if labels_file.exists():
             extra.append(labels_file)
     ids = list(voc.ids if ids is None else ids)
     return fingerprint_files(ids, {k: makers[k] for k in kinds}, extra)
 
 
-def check_store_data(store, voc, ids: Sequence[str] | None = None) -> None:
+def check_store_data(store, voc) -> None:
     """UserError unless the map store ``store`` (an open :class:`drs.maps.MapStore`) was made from
-    the data ``voc`` holds: its ids in ``voc``'s split, and the store's recorded dataset fingerprint
-    recomputed on ``voc`` over the store's ids (``ids``: default all of them). A store made before
-    fingerprints were recorded is used with a warning (it cannot be checked)."""
-    ids = list(store.ids if ids is None else ids)
-    recorded_dataset = store.attrs.get("dataset", "?")
+    the data of ``voc``'s folder: the store's ids in ``voc``'s split when it is the store's split,
+    and the store's recorded dataset fingerprint recomputed there over the store's ids. A store
+    made before fingerprints were recorded is used with a warning (it cannot be checked)."""
+    ids = store.ids
     recorded = store.attrs.get("dataset_fingerprint")
-    if not recorded:
-        log.warning(
-            "%s records no dataset fingerprint (made by an older drs): cannot check that it was made from %s; "
-            "re-extract the maps to have it checked",
-            store.path, voc.root,
-        )  # fmt: skip
-        return
-    recorded = Fingerprint.from_dict(recorded, str(store.path))
-    made_from = f"map store {store.path} was made from {recorded_dataset} ({recorded})"
+    recorded = Fingerprint.from_dict(recorded, str(store.path)) if recorded else None
+    made_from = f"map store {store.path} was made from {store.attrs.get('dataset', '?')} ({recorded or 'no fingerprint recorded'})"
     listed = set(voc.ids)
-    absent = [i for i in ids if i not in listed]
+    absent = [i for i in ids if i not in listed] if voc.split == store.split else []
     if absent:
         raise UserError(
             f"{made_from}, but {len(absent)} of its {len(ids)} images are not in {voc.root}'s split "
             f"{voc.split!r} (e.g. {absent[0]!r}): maps of another dataset; pass the --dataset they came from "
             "or re-extract them"
         )
+    if recorded is None:
+        log.warning(
+            "%s records no dataset fingerprint (made by an older drs): cannot check that it was made from %s; "
+            "re-extract the maps to have it checked",
+            store.path, voc.root,
+        )  # fmt: skip
+        return
     if recorded.method != METHOD:
         log.warning(
             "%s: its dataset fingerprint was computed another way (%s, this drs: %s); cannot check it against %s",
             store.path, recorded.method, METHOD, voc.root,
         )  # fmt: skip
         return
-    current = split_fingerprint(voc, recorded.kinds, ids)
+    current = split_fingerprint(voc, recorded.kinds, ids, split=store.split)
     if current.digest != recorded.digest:
         raise UserError(
             f"{made_from}, but dataset {voc.root} (split {voc.split!r}) has other data: {current}; "
