@@ -58,6 +58,7 @@ def train_classifier(
     import torch
     import torch.nn.functional as F
 
+    from drs.data.fingerprint import split_fingerprint
     from drs.data.torchdata import ClassificationSet, classification_transform
     from drs.data.voc import VOCDataset
     from drs.train import fit, save_model, seed_everything, step_decay
@@ -89,6 +90,8 @@ def train_classifier(
         "class_names": list(voc.class_names),
         "dataset": str(dataset),
         "split": split,
+        # the images and labels trained on: a rerun on changed data starts afresh (drs.data.fingerprint)
+        "data_fingerprint": split_fingerprint(voc, ("images", "masks")).as_dict(),
     }
     log.info(
         "training the classifier (drs=%s%s) on %d images of %s/%s, %d epochs",

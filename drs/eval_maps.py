@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drs.data.fingerprint import check_store_data
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
@@ -84,6 +85,7 @@ def evaluate_store(
         names = list(voc.class_names)
         if names != list(store.class_names):
             raise UserError(f"{store_path}: classes {store.class_names} differ from {root}'s {names}")
+        check_store_data(store, voc)  # maps of these images, scored against these masks
         use_saliency = saliency != "none" and voc.has_saliency
         if saliency != "none" and not voc.has_saliency:
             log.warning("%s has no saliency maps: scoring with the background threshold only", root)

@@ -110,6 +110,7 @@ def extract_maps(
     from drs import distributed as ddp
     from drs.classifier import load_classifier
     from drs.fileio import check_outside_dataset
+    from drs.data.fingerprint import split_fingerprint
     from drs.maps import MapStore, MapStoreWriter
     from drs.train import describe_device, pick_device
 
@@ -128,6 +129,8 @@ def extract_maps(
     where = describe_device(device) + (f", {world} processes" if world > 1 else "")
     log.info("extracting maps on %s: %d images, scales %s, flip %s", where, len(voc), list(scales), flip)
     ids = voc.ids[:limit] if limit else voc.ids
+    fingerprint = split_fingerprint(voc, ("images", "masks"), ids)  # what the maps are made from
+    log.info("dataset %s, split %s: %s", dataset, split, fingerprint)
     config = {"scales": list(scales), "flip": flip, "batch_size": batch_size, "checkpoint": str(checkpoint), "training": record}
     store_options = dict(
         class_names=list(voc.class_names),
@@ -138,6 +141,7 @@ def extract_maps(
         dataset=str(Path(dataset).resolve()),
         checkpoint_sha256=file_sha256(checkpoint),
         config=config,
+        dataset_fingerprint=fingerprint.as_dict(),
     )
 
     def write(path: Path, chunk: Sequence[str]) -> None:

@@ -4,7 +4,9 @@ Layout (``SCHEMA_VERSION`` 1)::
 
     /                   attrs: format = "drs-map-store", schema_version, class_names (JSON, background
                                first), scales (JSON), flip, stage, split, dataset, checkpoint_sha256,
-                               config (JSON text), package_version, created (ISO-8601 UTC), num_images
+                               dataset_fingerprint (JSON: drs.data.fingerprint of the images and masks
+                               the maps came from; absent in older stores), config (JSON text),
+                               package_version, created (ISO-8601 UTC), num_images
     /maps/<image id>    uint8 (K, H, W), 0..255 = score in [0, 1] x 255, one map per class present;
                         chunks (1, H, W), gzip level 4 with shuffle (K = 0: plain, empty)
                         attrs: classes (int16, sorted class indices 1..C, length K), size ([H, W])
@@ -42,7 +44,7 @@ SCHEMA_VERSION = 1
 MAPS_GROUP = "maps"
 IDS_DATASET = "ids"
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-_JSON_ATTRS = ("class_names", "scales", "config")
+_JSON_ATTRS = ("class_names", "scales", "config", "dataset_fingerprint")
 LIBVER = ("v110", "v110")  # readable by HDF5 >= 1.10 (h5py >= 2.10)
 
 
@@ -136,6 +138,7 @@ class MapStoreWriter:
         dataset: str | Path,
         checkpoint_sha256: str = "",
         config: Any = None,
+        dataset_fingerprint: dict | None = None,
     ):
         h5py = _h5py()
         self.path = Path(path)
@@ -167,6 +170,8 @@ class MapStoreWriter:
             attrs["split"] = str(split)
             attrs["dataset"] = str(dataset)
             attrs["checkpoint_sha256"] = str(checkpoint_sha256)
+            if dataset_fingerprint is not None:
+                attrs["dataset_fingerprint"] = json.dumps(dataset_fingerprint, sort_keys=True)
             attrs["config"] = json.dumps(config if config is not None else {}, sort_keys=True, default=str)
             attrs["package_version"] = __version__
             attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -533,6 +538,7 @@ def summary(store: MapStore | str | Path) -> dict[str, Any]:
         "dense_uint8_bytes_per_image": dense_mean,
         "ratio_to_dense": per_image / dense_mean if num and dense_mean else None,
         "checkpoint_sha256": attrs.get("checkpoint_sha256"),
+        "dataset_fingerprint": attrs.get("dataset_fingerprint"),
         "package_version": attrs.get("package_version"),
         "created": attrs.get("created"),
         "scales": store.scales,
@@ -548,6 +554,14 @@ def _bytes(value: float | None) -> str:
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value:.0f} B"
+
+
+def _fingerprint_text(values: dict | None) -> str:
+    if not values:
+        return "- (not recorded)"
+    from drs.data.fingerprint import Fingerprint
+
+    return str(Fingerprint.from_dict(values, "dataset_fingerprint"))
 
 
 def format_summary(info: dict[str, Any]) -> str:
@@ -581,6 +595,7 @@ def format_summary(info: dict[str, Any]) -> str:
         ("dense uint8 bytes per image", _bytes(info["dense_uint8_bytes_per_image"])),
         ("size vs dense", ratio_text),
         ("checkpoint sha256", info["checkpoint_sha256"] or "-"),
+        ("dataset fingerprint", _fingerprint_text(info.get("dataset_fingerprint"))),
         ("package version", info["package_version"]),
         ("created", info["created"]),
         ("scales", ", ".join(f"{s:g}" for s in info["scales"])),

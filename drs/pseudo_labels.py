@@ -107,6 +107,7 @@ def generate_pseudo_labels(
     ``ignored_fraction`` over all label pixels, ``seconds``, ``images_per_s``, ``workers``,
     ``threshold_images``: images that used the threshold for want of a saliency map).
     ``limit`` keeps the store's first ``limit`` images."""
+    from drs.data.fingerprint import check_store_data
     from drs.data.voc import VOCDataset, id_problem
     from drs.maps import MapStore
 
@@ -132,6 +133,8 @@ def generate_pseudo_labels(
         raise UserError(f"{store_path}: {id_problem(bad)}; ids are file names without folders")
     if list(voc.class_names) != list(store_names):
         raise UserError(f"{store_path}: classes {store_names} differ from {root}'s {list(voc.class_names)}")
+    with MapStore(store_path) as store:  # labels only for the images the maps came from
+        check_store_data(store, voc)
 
     use_saliency = saliency == "saliency_map"
     threshold_ids: set[str] = set()

@@ -54,6 +54,7 @@ class RefineSet:
         import torch
         from torchvision.transforms import v2
 
+        from drs.data.fingerprint import check_store_data
         from drs.maps import MapStore
 
         self.voc = voc
@@ -62,8 +63,9 @@ class RefineSet:
             missing = [i for i in voc.ids if i not in store]
             if list(store.class_names) != list(voc.class_names):
                 raise UserError(f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}")
-        if missing:
-            raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
+            if missing:
+                raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
+            check_store_data(store, voc)  # the targets come from these images
         self._store = None
         self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
         self.geometric = v2.Compose(
@@ -116,6 +118,7 @@ def train_refiner(
     import torch
     import torch.nn.functional as F
 
+    from drs.data.fingerprint import split_fingerprint
     from drs.data.voc import VOCDataset
     from drs.extract import file_sha256
     from drs.models.vgg import drs_vgg16
@@ -150,6 +153,7 @@ def train_refiner(
         "split": split,
         "targets": str(store),
         "targets_sha256": file_sha256(store),
+        "data_fingerprint": split_fingerprint(voc, ("images",)).as_dict(),  # a rerun on changed data starts afresh
     }
     log.info("training the refiner on %d images of %s/%s against %s, %d epochs", len(data), dataset, split, store, settings.epochs)
     fit(

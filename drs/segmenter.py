@@ -187,6 +187,7 @@ def train_segmenter(
     import torch
     import torch.nn.functional as F
 
+    from drs.data.fingerprint import split_fingerprint
     from drs.data.voc import VOCDataset
     from drs.train import fit, save_model, poly_decay, seed_everything
 
@@ -217,6 +218,12 @@ def train_segmenter(
         "split": split,
         "labels": GROUND_TRUTH if labels is None else str(labels),
         "supervision": supervision,
+        # the images and labels trained on: a rerun on changed data starts afresh (drs.data.fingerprint)
+        "data_fingerprint": (
+            split_fingerprint(voc, ("images", "masks"))
+            if labels is None
+            else split_fingerprint(voc, ("images", "labels"), label_dir=labels)
+        ).as_dict(),
     }
     log.info(
         "training DeepLabV3+ (%s, output stride %d, width %g) on %d images of %s/%s with %s, %d epochs",

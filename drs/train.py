@@ -157,6 +157,74 @@ def _check_state_dict(path, model: nn.Module, state: dict) -> None:
                 f"{path}: state dict key {key!r} has shape {shape} but the network of its model config needs "
                 f"{tuple(value.shape)} (a checkpoint of another width or number of classes?)"
             )
+_EPOCH_KEYS = ("model", "optimizer", "scaler", "epoch")
+
+
+def read_epoch_checkpoint(path: Path, name: str = "train") -> dict | None:
+    """The epoch checkpoint ``path`` (``last.pt``), or None when there is none. One that cannot be
+    read (empty, truncated, not an epoch checkpoint) is moved aside to ``<name>.unreadable`` (by
+    rank 0) and logged, so that the run starts afresh instead of failing at every rerun."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or not all(k in state for k in _EPOCH_KEYS):
+            raise ValueError(f"not an epoch checkpoint of drs (no {', '.join(_EPOCH_KEYS)})")
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        aside = path.with_name(path.name + ".unreadable")
+        if _is_main():
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:
+                pass
+        log.warning("%s: %s is unreadable (%s); moved it to %s and starting afresh", name, path, err, aside)
+        return None
+    return state
+
+
+def _first_difference(saved, wanted, where: str) -> str | None:
+    """The first key path at which two nested values differ, with both values."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        keys = list(wanted) + [k for k in saved if k not in wanted]
+        for key in sorted(keys, key=lambda k: not _is_data_key(k)):  # data first: the likelier cause
+            if key not in saved or key not in wanted:
+                side = "last.pt" if key not in wanted else "this run"
+                return f"{where}.{key} only in {side}"
+            found = _first_difference(saved[key], wanted[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if saved != wanted:
+        return f"{where} was {_short(saved)} in last.pt, is {_short(wanted)} now"
+    return None
+
+
+def _is_data_key(key) -> bool:
+    """Record keys that fingerprint the training data (images, labels, a map store's bytes)."""
+    return "fingerprint" in str(key) or "sha256" in str(key)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def resume_mismatch(state: dict, extra_state: dict) -> str | None:
+    """Why the checkpoint ``state`` cannot be resumed by a run with ``extra_state`` (None: it can):
+    the training data changed (the ``data_fingerprint`` of a record differs), or another setting."""
+    for key, wanted in extra_state.items():
+        found = _first_difference(state.get(key), wanted, key)
+        if found:
+            path = found.split(" ")[0].split(".")
+            if not any(map(_is_data_key, path)):
+                what = "other settings"
+            elif " only in " in found:
+                what = "cannot tell whether the training data is the same"
+            else:
+                what = "the training data changed"
+            return f"{what} ({found})"
+    return None
 
 
 @dataclass
@@ -250,7 +318,10 @@ def fit(
     multiplier of every parameter group's base learning rate for epoch e (0-based). ``loader`` must
     use a ``torch.Generator`` (its ``generator``), reseeded here at each epoch.
     ``extra_state`` is saved in every checkpoint; a checkpoint is resumed only when its
-    ``extra_state`` equals this run's (same settings, data and model), else training starts over.
+    ``extra_state`` equals this run's (same settings, data and model: the trainers put the
+    fingerprint of their data there, see :mod:`drs.data.fingerprint`), else training starts over
+    and the log says what differs. An unreadable ``last.pt`` is moved aside (see
+    :func:`read_epoch_checkpoint`) and training starts over.
     ``stop_after_steps`` interrupts the run (raising KeyboardInterrupt) after that many steps in
     total, to test resumption.
 
@@ -284,9 +355,10 @@ def fit(
 
     start_epoch = 0
     last = out_dir / LAST_CHECKPOINT
-    state = load_checkpoint(last) if last.exists() else None
-    if state is not None and any(state.get(k) != v for k, v in (extra_state or {}).items()):
-        log.warning("%s: %s was made with other settings; starting over", name, last)
+    state = read_epoch_checkpoint(last, name)
+    reason = None if state is None else resume_mismatch(state, extra_state or {})
+    if reason is not None:
+        log.warning("%s: not resuming from %s, starting afresh: %s", name, last, reason)
         state = None
     if state is not None:
         model.load_state_dict(state["model"])

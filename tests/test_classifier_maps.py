@@ -139,5 +139,5 @@ def test_checkpoint_of_other_settings_is_not_resumed(dataset, tmp_path, caplog):
     changed = ClassifierSettings.from_dict({**SETTINGS, "lr": 0.02, "epochs": 1})
     with caplog.at_level("WARNING"):
         train_classifier(dataset, "train", out, changed, "learnable")
-    assert "made with other settings; starting over" in caplog.text
+    assert "starting afresh: other settings (record.settings.epochs was 2 in last.pt, is 1 now)" in caplog.text
     assert torch.load(out / "model.pt", weights_only=True)["settings"]["lr"] == 0.02

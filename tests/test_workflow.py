@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 
+import pytest
 import torch
 
 from drs.maps import MapStore
@@ -48,9 +51,25 @@ def test_dry_run_default_config_shows_data_stage_and_targets(workdir):
     assert counts["train_classifier"] == 3 and counts["train_segmenter"] == 4 and counts["ablation_summary"] == 1
 
 
-def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A complete run of the tiny config (its folder: tests that change it work on a copy)."""
+    workdir = tmp_path_factory.mktemp("tiny") / "run"
+    workdir.mkdir()
     result = snakemake(workdir, "--cores", "2", "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
+    return workdir
+
+
+def dry_run_jobs(workdir, config) -> dict[str, int]:
+    """Rule -> number of jobs a dry run of ``config`` would run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {w[0]: int(w[1]) for w in map(str.split, out.stdout.splitlines()) if len(w) == 2 and w[1].isdigit()}
+
+
+def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
+    workdir = tiny_run
     report = json.loads((workdir / "results/data/dataset_check.json").read_text())
     assert report["ok"] and report["splits"]["train"] == 12 and report["splits"]["val"] == 6
     assert report["class_names"][0] == "background" and len(report["class_names"]) == 4
@@ -88,11 +107,64 @@ def test_tiny_run_end_to_end_then_nothing_to_do(workdir):
     assert (workdir / "report.html").stat().st_size > 100_000
     again = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG))
     assert "Nothing to be done" in again.stdout + again.stderr
-    # a changed generator setting re-runs the data stage (params are a rerun trigger)
-    changed = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG), "--config", "train_split=train")
-    assert "Nothing to be done" in changed.stdout + changed.stderr
-    rebuilt = snakemake(workdir, "-n", "--forcerun", "synthesize_dataset", "--configfile", str(TINY_CONFIG))
-    assert "rule synthesize_dataset:" in rebuilt.stdout + rebuilt.stderr
+    # a changed setting re-runs exactly the stages that depend on it (params are a rerun trigger):
+    # the refiner's epochs: the refiner, its maps, the pseudo labels and what follows from them,
+    # not the data, the classifier, its maps or the fully supervised reference
+    config = tmp_path / "refiner_epochs.yaml"
+    config.write_text(TINY_CONFIG.read_text().replace("  epochs: 2\n  batch_size: 4\n  lr: 0.001\n", "  epochs: 3\n  batch_size: 4\n  lr: 0.001\n"))
+    assert config.read_text() != TINY_CONFIG.read_text()
+    assert dry_run_jobs(workdir, config) == REFINER_DEPENDENTS
+    # a changed generator setting re-runs the data stage and everything after it: every job of a
+    # fresh run
+    config.write_text(TINY_CONFIG.read_text().replace("  num_train: 12\n", "  num_train: 10\n"))
+    assert config.read_text() != TINY_CONFIG.read_text()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    everything = dry_run_jobs(fresh, TINY_CONFIG)
+    assert everything["synthesize_dataset"] == 1 and everything["train_classifier"] == 2
+    assert dry_run_jobs(workdir, config) == everything
+
+
+REFINER_DEPENDENTS = {
+    "train_refiner": 1, "extract_refined_maps": 1, "pseudo_labels": 1, "eval_refined": 1, "train_segmenter": 1,
+    "evaluate": 1, "summary": 1, "all": 1, "total": 8,
+}  # fmt: skip
+TRAINED_MODELS = ("drs/classifier", "cam/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")
+METRICS = (
+    "drs/metrics/cam.json", "cam/metrics/cam.json", "drs/metrics/refined.json", "drs/metrics/segmentation.json",
+    "full/metrics/segmentation.json",
+)  # fmt: skip
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_changed_synthetic_seed_retrains_every_stage(tiny_run, tmp_path):
+    """After a complete run, another synthetic seed regenerates the data and Snakemake reruns the
+    trainers: each must train afresh (they used to resume "after epoch 2 of 2" from last.pt and
+    hand back the old model.pt), and the metrics must move."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)  # times kept: the copy is up to date
+    unchanged = snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG))
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
+    results = workdir / "results"
+    models = {m: _sha256(results / m / "model.pt") for m in TRAINED_MODELS}
+    metrics = {m: json.loads((results / m).read_text()) for m in METRICS}
+    config = tmp_path / "seed2.yaml"
+    config.write_text(TINY_CONFIG.read_text().replace("  seed: 1\n", "  seed: 2\n"))
+    assert config.read_text() != TINY_CONFIG.read_text()
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for model, before in models.items():
+        exp, stage = model.split("/")
+        log = (results / "logs" / f"train_{stage}" / f"{exp}.log").read_text()
+        assert "after epoch" not in log and "starting afresh: the training data changed" in log, (model, log)
+        assert _sha256(results / model / "model.pt") != before, model
+    for name, before in metrics.items():
+        after = json.loads((results / name).read_text())
+        assert (after["miou"], after["per_class_iou"]) != (before["miou"], before["per_class_iou"]), name
 
 
 def test_existing_folder_dataset_is_used_as_is(workdir):
