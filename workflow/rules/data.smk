@@ -51,5 +51,10 @@ rule check_dataset:
     conda:
         DRS_ENV
     threads: job_threads("cpu_job")
+    params:
+        # saliency maps as the pseudo labels use them
+        saliency=config["pseudo_labels"]["saliency"],
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
-        "python -m drs check-dataset {input:q} --json {output:q} --workers {threads} > {log:q} 2>&1"
+        "python -m drs check-dataset {input:q} --json {output:q} --saliency {params.saliency:q} "
+        "--missing-saliency {params.missing_saliency:q} --workers {threads} > {log:q} 2>&1"

@@ -43,11 +43,12 @@ rule eval_cam:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
         "python -m drs eval-maps {input.store:q} --dataset {params.dataset:q} --out {output:q} "
         "--alpha {params.alpha:q} --saliency {params.saliency:q} "
         "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
-        "> {log:q} 2>&1"
+        "--missing-saliency {params.missing_saliency:q} > {log:q} 2>&1"
 
 
 rule compare_cams:
