@@ -10,8 +10,13 @@ STAMP  := $(VENV)/.drs-installed
 .PHONY: run test install lint clean check-report
 
 # The workflow, then the HTML report of it, then where things are and the headline numbers.
+# It recovers from a killed run by itself (README: Recovering a killed run): first the lock a
+# killed Snakemake left is removed, unless a Snakemake or a job of it still runs here
+# (scripts/snakemake_recover.py; then it stops and says which), and --rerun-incomplete redoes
+# the jobs the killed run had started. Both are no-ops after a run that ended normally.
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)
+	$(BIN)/python scripts/snakemake_recover.py -- $(BIN)/snakemake
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES) --rerun-incomplete
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --report results/report.html
 	@echo
 	@echo "Report:  $(CURDIR)/results/report.html (open it in a browser)"

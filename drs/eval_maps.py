@@ -1,12 +1,13 @@
 """`drs eval-maps`: score a map store's pseudo labels against ground truth, and measure coverage.
 
 Pseudo labels are made the paper's way (see drs.pseudo_labels) twice: with the saliency background
-cue (when the dataset has saliency maps) and with a constant background threshold. On a dataset
-with part masks (the synthetic set), the coverage at ``alpha`` says where the maps are: the share
-of each object's discriminative part, of the rest of the object, and of the background that the
-image's class maps reach (plus mean map values on part and rest). A plain CAM held on the part
-shows high part and low rest coverage; DRS should raise rest coverage without flooding the
-background.
+cue (unless ``--saliency none``; an image without a saliency map is an error, or uses the threshold
+with ``--missing-saliency threshold``, as in ``drs pseudo-labels``) and with a constant background
+threshold. On a dataset with part masks (the synthetic set), the coverage at ``alpha`` says where
+the maps are: the share of each object's discriminative part, of the rest of the object, and of the
+background that the image's class maps reach (plus mean map values on part and rest). A plain CAM
+held on the part shows high part and low rest coverage; DRS should raise rest coverage without
+flooding the background.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
 from drs.metrics import SegmentationScore
-from drs.pseudo_labels import pseudo_label
+from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES, pseudo_label, threshold_images
 
 log = logging.getLogger("drs.eval_maps")
 
@@ -76,7 +77,11 @@ def evaluate_store(
     bg_threshold: float = 0.2,
     conflict_score: float = 0.9,
     saliency: str = "saliency_map",
+    missing_saliency: str = "error",
 ) -> dict:
+    """Score ``store_path``'s pseudo labels; ``saliency`` and ``missing_saliency`` as in
+    :func:`drs.pseudo_labels.generate_pseudo_labels` (an image without a saliency map is an
+    error, or uses the background threshold with ``missing_saliency="threshold"``)."""
     from drs.maps import MapStore
 
     with MapStore(store_path) as store:
@@ -86,9 +91,8 @@ def evaluate_store(
         if names != list(store.class_names):
             raise UserError(f"{store_path}: classes {store.class_names} differ from {root}'s {names}")
         check_store_data(store, voc)  # maps of these images, scored against these masks
-        use_saliency = saliency != "none" and voc.has_saliency
-        if saliency != "none" and not voc.has_saliency:
-            log.warning("%s has no saliency maps: scoring with the background threshold only", root)
+        use_saliency = saliency == "saliency_map"
+        threshold_ids = threshold_images(voc, store.ids, saliency, missing_saliency, bg_threshold)
         with_sal = SegmentationScore(len(names))
         with_thr = SegmentationScore(len(names))
         coverage = Coverage()
@@ -100,7 +104,11 @@ def evaluate_store(
             thr_label = pseudo_label(record.classes, maps, None, alpha, bg_threshold, conflict_score)
             with_thr.add(thr_label, mask)
             if use_saliency:
-                sal = voc.load_saliency(record.image_id, size=tuple(record.size))
+                sal = (
+                    None
+                    if record.image_id in threshold_ids
+                    else voc.load_saliency(record.image_id, size=tuple(record.size))
+                )
                 with_sal.add(pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score), mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)
@@ -116,6 +124,8 @@ def evaluate_store(
             alpha=alpha,
             bg_threshold=bg_threshold,
             conflict_score=conflict_score,
+            missing_saliency=missing_saliency,
+            threshold_images=len(threshold_ids),
             store=str(store_path),
             stage=store.stage,
         )
@@ -145,12 +155,19 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.2, help="object cue threshold (default 0.2)")
     p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency")
     p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts")
-    p.add_argument("--saliency", choices=["saliency_map", "none"], default="saliency_map")
+    p.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="background cue")
+    p.add_argument(
+        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
+        help="an image without a saliency map: error (default), or use the background threshold",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    result = evaluate_store(args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency)
+    result = evaluate_store(
+        args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency,
+        args.missing_saliency,
+    )  # fmt: skip
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))

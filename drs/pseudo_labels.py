@@ -61,6 +61,32 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def threshold_images(voc, ids, saliency: str, missing_saliency: str, bg_threshold: float) -> set[str]:
+    """The ids among ``ids`` (of the dataset ``voc``) whose background cue is the threshold for
+    want of a saliency map: with ``saliency="saliency_map"``, those without a map when
+    ``missing_saliency="threshold"`` (a warning counts them), and an error naming the first
+    when ``missing_saliency="error"``; none with ``saliency="none"`` (every image uses the
+    threshold then)."""
+    _check_choice("saliency", saliency, SALIENCY_MODES)
+    _check_choice("missing_saliency", missing_saliency, MISSING_SALIENCY_MODES)
+    if saliency == "none":
+        return set()
+    missing = [i for i in ids if not voc.saliency_path(i).exists()]
+    if missing and missing_saliency == "error":
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(
+            f"{voc.saliency_path(missing[0])}: saliency map not found{more}; "
+            "--missing-saliency threshold uses the background threshold for such images, "
+            "--saliency none for all images"
+        )
+    if missing:
+        log.warning(
+            "%d of %d images have no saliency map (first: %s): they use the background threshold %g",
+            len(missing), len(ids), voc.saliency_path(missing[0]), bg_threshold,
+        )  # fmt: skip
+    return set(missing)
+
+
 def _label_chunk(job: dict) -> tuple[int, int, int]:
     """Write the labels of ``job['ids']``; returns (images, ignored pixels, pixels). Runs in a worker."""
     from drs.data.voc import VOCDataset, save_label_png
@@ -137,22 +163,7 @@ def generate_pseudo_labels(
         check_store_data(store, voc)
 
     use_saliency = saliency == "saliency_map"
-    threshold_ids: set[str] = set()
-    if use_saliency:
-        missing = [i for i in ids if not voc.saliency_path(i).exists()]
-        if missing and missing_saliency == "error":
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise UserError(
-                f"{voc.saliency_path(missing[0])}: saliency map not found{more}; "
-                "--missing-saliency threshold uses the background threshold for such images, "
-                "--saliency none for all images"
-            )
-        if missing:
-            log.warning(
-                "%d of %d images have no saliency map (first: %s): they use the background threshold %g",
-                len(missing), len(ids), voc.saliency_path(missing[0]), bg_threshold,
-            )  # fmt: skip
-        threshold_ids = set(missing)
+    threshold_ids = threshold_images(voc, ids, saliency, missing_saliency, bg_threshold)
 
     check_replaceable_dir(out_dir, KIND, root)
     workers = max(1, min(workers or usable_cores(), len(ids)))

@@ -6,6 +6,12 @@ palette/grey PNG of the image's size, and holds only 0..C and 255; saliency maps
 (where those folders exist) exist, decode and match the image size. Also: duplicate ids in a list,
 a split list that names no file at all, and ids that are not plain file names (path separators,
 ``..``, a leading dot, whitespace, control characters: file and line named).
+
+Saliency maps follow the pseudo labels' settings (``drs pseudo-labels --saliency --missing-saliency``,
+config ``pseudo_labels.saliency`` and ``missing_saliency``): with ``none`` they are not checked; with
+``saliency_map`` every listed image needs one, and with ``missing_saliency="threshold"`` a missing
+map (or folder) is a warning, not a problem, as those images' pseudo labels use the background
+threshold. Without either option, the maps of a saliency folder are checked where there is one.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +37,7 @@ from drs.data.voc import (
 )
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
+from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ def _check_label_png(path: Path, size: tuple[int, int] | None, num_classes: int,
     return problems
 
 
-def _check_one(task: tuple[str, str, str | None, bool, bool, int]) -> list[Problem]:
+def _check_one(task: tuple[str, str, str | None, str | None, bool, int]) -> list[Problem]:
+    """``saliency``: None (not checked), "required", or "optional" (a missing map is no problem)."""
     root, image_id, mask_dir, saliency, parts, num_classes = task
     root_ = Path(root)
     problems = []
@@ -87,7 +95,9 @@ def _check_one(task: tuple[str, str, str | None, bool, bool, int]) -> list[Probl
     if saliency:
         path = root_ / SALIENCY_DIR / f"{image_id}.png"
         sal, err = _decode(path)
-        if err:
+        if err == "missing" and saliency == "optional":
+            pass
+        elif err:
             problems.append(Problem(str(path), f"saliency map {err}"))
         elif size is not None and sal.size != size:
             problems.append(Problem(str(path), f"saliency map size {sal.size} differs from the image's {size}"))
@@ -121,6 +131,7 @@ class Report:
     has_parts: bool
     splits: dict[str, int]
     problems: list[Problem]
+    warnings: list[Problem] = field(default_factory=list)  # what may be so (missing_saliency)
 
     @property
     def ok(self) -> bool:
@@ -130,11 +141,25 @@ class Report:
         data = asdict(self)
         data["ok"] = self.ok
         data["problems"] = [asdict(p) for p in self.problems]
+        data["warnings"] = [asdict(w) for w in self.warnings]
         return data
 
 
-def check_dataset(root: str | Path, splits: list[str] | None = None, workers: int | None = None) -> Report:
-    """Validate ``root``; every problem found is in the report (nothing stops at the first)."""
+def check_dataset(
+    root: str | Path,
+    splits: list[str] | None = None,
+    workers: int | None = None,
+    saliency: str | None = None,
+    missing_saliency: str = "error",
+) -> Report:
+    """Validate ``root``; every problem found is in the report (nothing stops at the first).
+    ``saliency`` and ``missing_saliency`` as in the module's docstring."""
+    for name, value, choices in (
+        ("saliency", saliency, (None, *SALIENCY_MODES)),
+        ("missing_saliency", missing_saliency, MISSING_SALIENCY_MODES),
+    ):
+        if value not in choices:
+            raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: dataset folder not found")
@@ -145,8 +170,19 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
     class_names = list(read_class_names(root))
     num_classes = len(class_names) - 1
     mask_dir = next((d for d in MASK_DIRS if (root / d).is_dir()), None)
-    saliency = (root / SALIENCY_DIR).is_dir()
+    has_saliency = (root / SALIENCY_DIR).is_dir()
     parts = (root / PART_DIR).is_dir()
+    warnings: list[Problem] = []
+    saliency_check = None
+    if saliency != "none" and has_saliency:
+        saliency_check = "optional" if missing_saliency == "threshold" else "required"
+    elif saliency == "saliency_map":
+        missing_dir = Problem(
+            str(root / SALIENCY_DIR),
+            "saliency folder missing: pseudo labels with saliency need a map per image "
+            "(or --missing-saliency threshold, --saliency none; config pseudo_labels.missing_saliency, .saliency)",
+        )
+        (warnings if missing_saliency == "threshold" else problems).append(missing_dir)
 
     if splits is None:
         lists = sorted((root / SPLIT_DIR).glob("*.txt")) if (root / SPLIT_DIR).is_dir() else []
@@ -181,7 +217,7 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
             key = image_id
             if key in tasks and tasks[key][2] is not None:
                 continue  # already checked with its mask through another list
-            tasks[key] = (str(root), image_id, split_mask_dir, saliency, parts, num_classes)
+            tasks[key] = (str(root), image_id, split_mask_dir, saliency_check, parts, num_classes)
 
     workers = workers or min(usable_cores(), 8)
     todo = list(tasks.values())
@@ -192,7 +228,17 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, workers: in
         results = [_check_one(t) for t in todo]
     for found in results:
         problems += found
-    return Report(str(root), class_names, mask_dir, saliency, parts, counts, problems)
+    if saliency_check == "optional":
+        missing = [i for i in tasks if not (root / SALIENCY_DIR / f"{i}.png").exists()]
+        if missing:
+            warnings.append(
+                Problem(
+                    str(root / SALIENCY_DIR),
+                    f"no saliency map for {len(missing)} of {len(tasks)} listed image(s), e.g. {missing[:5]}: "
+                    "their pseudo labels use the background threshold (missing_saliency: threshold)",
+                )
+            )
+    return Report(str(root), class_names, mask_dir, has_saliency, parts, counts, problems, warnings)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -210,17 +256,29 @@ def add_parser(sub) -> None:
     p.add_argument("--splits", nargs="+", help="split lists to check (default: every list)")
     p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
     p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
+    p.add_argument(
+        "--saliency", choices=SALIENCY_MODES,
+        help="as in pseudo-labels: saliency_map needs a saliency map per listed image, none checks none "
+        "(default: check those of a saliency_map folder, if any)",
+    )  # fmt: skip
+    p.add_argument(
+        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
+        help="a missing saliency map: a problem (error, default), or a warning (threshold)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    report = check_dataset(args.root, args.splits, args.workers)
+    report = check_dataset(args.root, args.splits, args.workers, args.saliency, args.missing_saliency)
     for problem in report.problems:
         print(problem)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     split_text = ", ".join(f"{k} {v}" for k, v in report.splits.items()) or "none"
     print(
         f"{report.root}: {len(report.class_names) - 1} classes, splits: {split_text}; "
-        f"masks: {report.mask_dir or 'none'}, saliency: {'yes' if report.has_saliency else 'no'}, "
+        f"masks: {report.mask_dir or 'none'}, "
+        f"saliency: {'not used' if args.saliency == 'none' else 'yes' if report.has_saliency else 'no'}, "
         f"part masks: {'yes' if report.has_parts else 'no'}; "
         + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
     )

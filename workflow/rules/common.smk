@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,20 +38,25 @@ DRS_ENV = "../../envs/drs.yaml"
 
 # Jobs run `python -m drs <stage>` (the same as `drs <stage>` by hand) with this checkout on the
 # module path. Without --sdm conda they use the Python that runs Snakemake (the project's venv);
-# with it, a conda env built from envs/drs.yaml. Snakemake formats the prefix like a command,
-# hence the doubled braces.
+# with it, a conda env built from envs/drs.yaml. Paths are shell-quoted (any character may be in
+# them), and braces doubled since Snakemake formats the prefix like a command.
 _use_conda = "conda" in {
     str(m).lower() for m in workflow.deployment_settings.deployment_method
 }
 _python_bin = (
-    "" if _use_conda else f"export PATH='{Path(sys.executable).parent}':\"$PATH\"; "
+    ""
+    if _use_conda
+    else f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; '
 )
 shell.prefix(
-    "set -euo pipefail; "
-    + _python_bin
-    + "export PYTHONPATH='"
-    + workflow.basedir
-    + "'${{PYTHONPATH:+:$PYTHONPATH}}; "
+    (
+        "set -euo pipefail; "
+        + _python_bin
+        + f"export PYTHONPATH={shlex.quote(workflow.basedir)}"
+        + "${PYTHONPATH:+:$PYTHONPATH}; "
+    )
+    .replace("{", "{{")
+    .replace("}", "}}")
 )
 
 EXPERIMENTS = config["experiments"]
@@ -82,15 +88,17 @@ wildcard_constraints:
     split="[A-Za-z0-9_]+(?<!_refined)",
 
 
+# Options are lists of arguments, one value each: a rule's shell command passes them as
+# {params.NAME:q}, which quotes every element.
+
 # extract-maps options shared by the classifier's and the refiner's maps
-MAPS_OPTIONS = " ".join(
-    [
-        "--scales",
-        *(str(s) for s in config["maps"]["scales"]),
-        *(["--flip"] if config["maps"]["flip"] else []),
-        f"--batch-size {config['maps']['batch_size']}",
-    ]
-)
+MAPS_OPTIONS = [
+    "--scales",
+    *(str(s) for s in config["maps"]["scales"]),
+    *(["--flip"] if config["maps"]["flip"] else []),
+    "--batch-size",
+    str(config["maps"]["batch_size"]),
+]
 
 
 def train_store(exp="{exp}"):
@@ -110,8 +118,8 @@ def cam_metrics(exp="{exp}"):
 def drs_args(wildcards):
     """--drs/--delta options of an experiment."""
     exp = EXPERIMENTS[wildcards.exp]
-    delta = f" --delta {exp['delta']}" if exp["drs"] == "fixed" else ""
-    return f"--drs {exp['drs']}{delta}"
+    delta = ["--delta", str(exp["delta"])] if exp["drs"] == "fixed" else []
+    return ["--drs", exp["drs"], *delta]
 
 
 def classifier_settings(wildcards):
@@ -298,18 +306,31 @@ def report_inputs(scope):
 
 
 def report_args(scope):
-    """The `drs report` options of a scope (without --out-dir and --summary)."""
-    import shlex
-
+    """The `drs report` options of a scope (without --out-dir and --summary), one list element
+    per argument."""
     plan = report_plan(scope)
-    pairs = lambda d: " ".join(shlex.quote(f"{k}={v}") for k, v in d.items())
+    pairs = lambda d: [f"{k}={v}" for k, v in d.items()]
     labels = {e: method_label(e) for e in plan["experiments"]}
-    baseline = f" --baseline {CAM_BASELINE}" if CAM_BASELINE else ""
-    return (
-        f"--metrics {pairs(plan['metrics'])} --label {pairs(labels)} --main {MAIN}{baseline} "
-        f"--strip-maps {pairs(plan['maps'])} --pseudo-labels {plan['pseudo_labels']} "
-        f"--segmenter {plan['segmenter']} --dataset {shlex.quote(str(DATASET))} --split {TRAIN_SPLIT}"
-    )
+    baseline = ["--baseline", CAM_BASELINE] if CAM_BASELINE else []
+    return [
+        "--metrics",
+        *pairs(plan["metrics"]),
+        "--label",
+        *pairs(labels),
+        "--main",
+        MAIN,
+        *baseline,
+        "--strip-maps",
+        *pairs(plan["maps"]),
+        "--pseudo-labels",
+        plan["pseudo_labels"],
+        "--segmenter",
+        plan["segmenter"],
+        "--dataset",
+        str(DATASET),
+        "--split",
+        TRAIN_SPLIT,
+    ]
 
 
 def experiment_table(path, exp):

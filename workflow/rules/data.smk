@@ -18,7 +18,7 @@ rule synthesize_dataset:
         spec=json.dumps(config["synthetic"]),
         code=source_digest("drs/data/synth.py", "drs/data/synth_spec.py"),
     shell:
-        "python -m drs synth {output} --spec {params.spec:q} --workers {threads} > {log} 2>&1"
+        "python -m drs synth {output:q} --spec {params.spec:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule download_voc2012:
@@ -35,7 +35,8 @@ rule download_voc2012:
         downloads=res("downloads"),
         code=source_digest("drs/data/download.py"),
     shell:
-        "python -m drs download {output} --archives {params.archives:q} --downloads {params.downloads} > {log} 2>&1"
+        "python -m drs download {output:q} --archives {params.archives:q} "
+        "--downloads {params.downloads:q} > {log:q} 2>&1"
 
 
 rule check_dataset:
@@ -50,5 +51,10 @@ rule check_dataset:
     conda:
         DRS_ENV
     threads: job_threads("cpu_job")
+    params:
+        # saliency maps as the pseudo labels use them
+        saliency=config["pseudo_labels"]["saliency"],
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
-        "python -m drs check-dataset {input} --json {output} --workers {threads} > {log} 2>&1"
+        "python -m drs check-dataset {input:q} --json {output:q} --saliency {params.saliency:q} "
+        "--missing-saliency {params.missing_saliency:q} --workers {threads} > {log:q} 2>&1"

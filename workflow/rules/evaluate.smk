@@ -20,9 +20,10 @@ rule evaluate:
     params:
         dataset=DATASET,
         split=VAL_SPLIT,
-        scales=" ".join(str(s) for s in config["evaluation"]["scales"]),
-        flip="--flip" if config["evaluation"]["flip"] else "",
+        scales=[str(s) for s in config["evaluation"]["scales"]],
+        flip=["--flip"] if config["evaluation"]["flip"] else [],
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model} --dataset {params.dataset} "
-        "--split {params.split} --predictions {output.predictions} --out {output.metrics} "
-        "--scales {params.scales} {params.flip} --experiment {wildcards.exp} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model:q} "
+        "--dataset {params.dataset:q} --split {params.split:q} "
+        "--predictions {output.predictions:q} --out {output.metrics:q} "
+        "--scales {params.scales:q} {params.flip:q} --experiment {wildcards.exp:q} > {log:q} 2>&1"

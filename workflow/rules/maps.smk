@@ -21,8 +21,8 @@ rule extract_maps:
         options=MAPS_OPTIONS,
         launch=launcher("extract_maps"),
     shell:
-        "{params.launch} extract-maps --model {input.model} "
-        "--dataset {params.dataset} --split {wildcards.split} --out {output} {params.options} > {log} 2>&1"
+        "{params.launch} extract-maps --model {input.model:q} --dataset {params.dataset:q} "
+        "--split {wildcards.split:q} --out {output:q} {params.options:q} > {log:q} 2>&1"
 
 
 rule eval_cam:
@@ -43,10 +43,12 @@ rule eval_cam:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
-        "python -m drs eval-maps {input.store} --dataset {params.dataset} --out {output} "
-        "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
-        "--conflict-score {params.conflict_score} > {log} 2>&1"
+        "python -m drs eval-maps {input.store:q} --dataset {params.dataset:q} --out {output:q} "
+        "--alpha {params.alpha:q} --saliency {params.saliency:q} "
+        "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
+        "--missing-saliency {params.missing_saliency:q} > {log:q} 2>&1"
 
 
 rule compare_cams:
@@ -68,8 +70,8 @@ rule compare_cams:
     conda:
         DRS_ENV
     params:
-        runs=" ".join(f"{e}={cam_metrics(e)}" for e in WEAK_EXPERIMENTS),
-        stores=" ".join(f"{variant_of(e)}={train_store(e)}" for e in VARIANT_FIRST_RUNS),
+        runs=[f"{e}={cam_metrics(e)}" for e in WEAK_EXPERIMENTS],
+        stores=[f"{variant_of(e)}={train_store(e)}" for e in VARIANT_FIRST_RUNS],
     shell:
-        "python -m drs compare --runs {params.runs} --out {output.table} "
-        "--stores {params.stores} --figure {output.figure} > {log} 2>&1"
+        "python -m drs compare --runs {params.runs:q} --out {output.table:q} "
+        "--stores {params.stores:q} --figure {output.figure:q} > {log:q} 2>&1"

@@ -24,10 +24,10 @@ rule pseudo_labels:
         conflict_score=config["pseudo_labels"]["conflict_score"],
         missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
-        "python -m drs pseudo-labels {input.store} --out {output} --dataset {params.dataset} "
-        "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
-        "--conflict-score {params.conflict_score} --missing-saliency {params.missing_saliency} "
-        "--workers {threads} > {log} 2>&1"
+        "python -m drs pseudo-labels {input.store:q} --out {output:q} --dataset {params.dataset:q} "
+        "--alpha {params.alpha:q} --saliency {params.saliency:q} "
+        "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
+        "--missing-saliency {params.missing_saliency:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule eval_refined:
@@ -46,5 +46,5 @@ rule eval_refined:
         dataset=DATASET,
         split=TRAIN_SPLIT,
     shell:
-        "python -m drs score-labels {input.labels} --dataset {params.dataset} "
-        "--split {params.split} --out {output} > {log} 2>&1"
+        "python -m drs score-labels {input.labels:q} --dataset {params.dataset:q} "
+        "--split {params.split:q} --out {output:q} > {log:q} 2>&1"

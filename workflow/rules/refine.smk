@@ -23,9 +23,9 @@ rule train_refiner:
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_refiner"),
     shell:
-        "{params.launch} train-refiner --dataset {params.dataset} "
-        "--split {params.split} --store {input.store} --out {params.out} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "{params.launch} train-refiner --dataset {params.dataset:q} "
+        "--split {params.split:q} --store {input.store:q} --out {params.out:q} "
+        "--settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule extract_refined_maps:
@@ -48,6 +48,6 @@ rule extract_refined_maps:
         options=MAPS_OPTIONS,
         launch=launcher("extract_refined_maps"),
     shell:
-        "{params.launch} extract-maps --model {input.model} "
-        "--dataset {params.dataset} --split {wildcards.split} --out {output} "
-        "{params.options} > {log} 2>&1"
+        "{params.launch} extract-maps --model {input.model:q} "
+        "--dataset {params.dataset:q} --split {wildcards.split:q} --out {output:q} "
+        "{params.options:q} > {log:q} 2>&1"

@@ -30,8 +30,8 @@ rule summary:
         args=report_args("all"),
         out_dir=lambda wildcards, output: Path(output.comparison).parent,
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs report {params.args} "
-        "--out-dir {params.out_dir} --summary {output.summary} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m drs report {params.args:q} "
+        "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule ablation_summary:
@@ -52,5 +52,5 @@ rule ablation_summary:
         out_dir=lambda wildcards, output: Path(output.comparison).parent,
         title="DRS ablation: every experiment",
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs report {params.args} --title '{params.title}' "
-        "--out-dir {params.out_dir} --summary {output.summary} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m drs report {params.args:q} --title {params.title:q} "
+        "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"

@@ -25,6 +25,6 @@ rule train_segmenter:
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_segmenter"),
     shell:
-        "{params.launch} train-segmenter --dataset {params.dataset} "
-        "--split {params.split} --labels {params.labels} --out {params.out} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "{params.launch} train-segmenter --dataset {params.dataset:q} "
+        "--split {params.split:q} --labels {params.labels:q} --out {params.out:q} "
+        "--settings {params.settings:q} > {log:q} 2>&1"
