@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,12 @@ def test_drs_controller_shape_range_and_initialisation():
 def test_drs_argument_errors(kind, delta, match):
     with pytest.raises(ValueError, match=match):
         DRS(4, kind, delta)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5), (2, 3, 5, 5), (2, 4, 5, 5, 1)])
+def test_drs_rejects_input_of_the_wrong_shape(shape):
+    with pytest.raises(ValueError, match=rf"DRS expects input \(B, 4, H, W\); got {re.escape(str(shape))}"):
+        DRS(4, "fixed", 0.5)(torch.rand(*shape))
 
 
 def test_drs_extra_repr_and_activation_helper():
