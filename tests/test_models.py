@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+def _controller(module: DRS, x: torch.Tensor) -> torch.Tensor:
+    """The paper's controller, computed here without the module's own code: the fixed delta, or
+    sigmoid of the bias-free FC applied to each channel's spatial *average*."""
+    if module.kind == "fixed":
+        return torch.full(x.shape[:2], module.delta)
+    average = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
+    return 1 / (1 + torch.exp(-(average @ module.fc.weight.detach().T)))
+
+
 def _bound(module: DRS, x: torch.Tensor) -> torch.Tensor:
-    return module.controller(x)[:, :, None, None] * x.amax(dim=(2, 3), keepdim=True)
+    """controller x the channel's maximum (taken by hand), shape (B, C, 1, 1)."""
+    channel_max = x.flatten(2).max(dim=2).values
+    return (_controller(module, x) * channel_max)[:, :, None, None]
 
 
 # ---------------------------------------------------------------- DRS module
@@ -65,6 +77,26 @@ def test_drs_gradients_reach_input_and_controller():
     assert module.fc.bias is None
 
 
+def test_drs_learnable_controller_on_hand_made_input():
+    module = DRS(2, "learnable")
+    with torch.no_grad():
+        module.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+    x = torch.tensor([[[[0.0, 2.0], [2.0, 4.0]], [[1.0, 1.0], [1.0, 1.0]]]])  # averages 2 and 1, maxima 4 and 1
+    c0, c1 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))  # sigmoid(2), sigmoid(-1)
+    torch.testing.assert_close(module.controller(x), torch.tensor([[c0, c1]]))
+    expected = torch.tensor([[[[0.0, 2.0], [2.0, 4 * c0]], [[c1, c1], [c1, c1]]]])
+    torch.testing.assert_close(module(x), expected)
+    torch.testing.assert_close(DRS(2, "fixed", 0.25)(x), torch.tensor([[[[0.0, 1.0], [1.0, 1.0]], [[0.25] * 2] * 2]]))
+
+
+def test_drs_controller_matches_the_paper_formula():
+    module = DRS(8, "learnable")
+    with torch.no_grad():
+        module.fc.weight.normal_(0, 0.3)  # far from the near-0.5 start, so that pooling choices show
+    x = torch.rand(3, 8, 7, 9) * 5
+    torch.testing.assert_close(module.controller(x), _controller(module, x))
+
+
 def test_drs_controller_shape_range_and_initialisation():
     module = DRS(64, "learnable")
     assert module.fc.weight.shape == (64, 64)
@@ -92,6 +124,12 @@ def test_drs_controller_shape_range_and_initialisation():
 def test_drs_argument_errors(kind, delta, match):
     with pytest.raises(ValueError, match=match):
         DRS(4, kind, delta)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5), (2, 3, 5, 5), (2, 4, 5, 5, 1)])
+def test_drs_rejects_input_of_the_wrong_shape(shape):
+    with pytest.raises(ValueError, match=rf"DRS expects input \(B, 4, H, W\); got {re.escape(str(shape))}"):
+        DRS(4, "fixed", 0.5)(torch.rand(*shape))
 
 
 def test_drs_extra_repr_and_activation_helper():

@@ -80,3 +80,42 @@ def test_metric_rejects_bad_input():
         score.add(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
     with pytest.raises(ValueError, match="label 4"):
         score.add(np.zeros((1, 1), np.uint8), np.full((1, 1), 4, np.uint8))
+
+
+# -- boundaries and defaults (gaps a mutation run found) --------------------------------------------
+def test_paper_defaults_background_threshold_and_conflict_score():
+    # default background score without saliency is 0.2: a cue of 0.3 wins, 0.15 (below alpha) loses
+    label = pseudo_label(np.array([7]), np.array([[[0.3, 0.15]]]), None)
+    assert label.tolist() == [[7, 0]] and label.dtype == np.uint8
+    # default conflict score 0.9: background 1.0 (no saliency) and two cues of 0.95 -> ignored
+    label = pseudo_label(np.array([1, 2]), np.full((2, 1, 1), 0.95), np.zeros((1, 1), np.float32))
+    assert label.tolist() == [[255]]
+
+
+def test_a_map_equal_to_alpha_is_kept_and_a_score_equal_to_the_conflict_score_is_no_conflict():
+    label = pseudo_label(np.array([3]), np.full((1, 1, 1), 0.25), None, alpha=0.25, bg_threshold=0.2)
+    assert label.tolist() == [[3]]
+    # background 0.5 and two cues of exactly 0.5: not "more than two above 0.5"
+    sal = np.full((1, 1), 0.5, np.float32)
+    label = pseudo_label(np.array([1, 2]), np.full((2, 1, 1), 0.5), sal, alpha=0.2, conflict_score=0.5)
+    assert label.tolist() == [[0]]
+
+
+def test_metric_accumulates_over_images():
+    score = SegmentationScore(2)
+    assert score.matrix.dtype == np.int64
+    score.add(np.array([[0, 1]], np.uint8), np.array([[0, 1]], np.uint8))
+    score.add(np.array([[1, 255]], np.uint8), np.array([[0, 1]], np.uint8))
+    result = score.result(["bg", "a"])
+    assert result["num_images"] == 2
+    assert result["confusion_matrix"] == [[1, 1], [0, 1]]  # both images counted
+    assert result["ignored_fraction"] == pytest.approx(1 / 4)  # 1 of the 4 valid pixels
+    assert result["pixel_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_metric_label_equal_to_the_count_is_rejected_and_empty_score_is_zero():
+    with pytest.raises(ValueError, match=r"label 2 outside 0\.\.1"):
+        SegmentationScore(2).add(np.zeros((1, 1), np.uint8), np.full((1, 1), 2, np.uint8))
+    empty = SegmentationScore(3).result(["bg", "a", "b"])
+    assert empty["miou"] == 0.0 and empty["pixel_accuracy"] == 0.0 and empty["ignored_fraction"] == 0.0
+    assert empty["num_images"] == 0 and empty["per_class_iou"] == {"bg": None, "a": None, "b": None}

@@ -47,9 +47,75 @@ def test_refine_set_augments_image_and_target_together(pipeline):
     assert ((target > 0.05).sum(0) <= 1).float().mean() > 0.9
 
 
-def test_train_refiner_and_extract_refined_maps(pipeline):
+def _aligned_set(tmp_path, input_size, crop_size):
+    """A one-image dataset whose stored map of class 1 is the image's own red channel, so that a
+    target augmented in step with its image must still equal that channel."""
+    from PIL import Image
+
+    from drs.data.voc import save_label_png
+    from drs.maps import MapStoreWriter
+
+    root = tmp_path / "aligned"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    (root / "class_names.txt").write_text("background\na\nb\n")
+    (root / "ImageSets/Segmentation/train.txt").write_text("img\n")
+    y, x = np.mgrid[0:48, 0:48]
+    rgb = np.stack([x * 4 + y, np.full_like(x, 90), 255 - x * 4], -1).astype(np.uint8)  # no symmetry
+    Image.fromarray(rgb).save(root / "JPEGImages/img.jpg")
+    save_label_png(root / "SegmentationClass/img.png", np.ones((48, 48), np.uint8))
+    voc = VOCDataset(root, "train")
+    red = voc.load_image("img")[..., 0]
+    store = tmp_path / "aligned.h5"
+    with MapStoreWriter(store, class_names=["background", "a", "b"], scales=[48], flip=False, stage="cam", split="train", dataset=str(root)) as w:
+        w.add("img", np.array([1]), red[None])
+    dataset = RefineSet(voc, store, input_size=input_size, crop_size=crop_size)
+    dataset.jitter = lambda image: image  # colour jitter touches the image only: leave it out here
+    return dataset
+
+
+@pytest.mark.parametrize("input_size", [48, 56])
+def test_refine_set_keeps_image_and_target_aligned(tmp_path, input_size):
+    from drs.data.torchdata import MEAN, STD
+
+    dataset = _aligned_set(tmp_path, input_size, crop_size=40)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):
+        image, target = dataset[0]
+        red = (image[0] * STD[0] + MEAN[0]).clamp(0, 1)  # undo the normalisation
+        assert target.shape == (2, 40, 40) and float(target[1].abs().max()) == 0.0
+        torch.testing.assert_close(target[0], red, atol=2.5 / 255, rtol=0)
+        seen.add((bool(red[0, 0] > red[0, -1]), round(float(red[0, 0]) * 255)))
+    # the draws covered flipped and unflipped images and more than one crop
+    assert {flipped for flipped, _ in seen} == {False, True} and len(seen) > 2
+
+
+@pytest.fixture(scope="module")
+def refiner(pipeline):
     root, data, store = pipeline
-    ckpt = train_refiner(data, "train", store, root / "refiner", RefinerSettings.from_dict({**TINY, "lr": 0.001}))
+    return train_refiner(data, "train", store, root / "refiner", RefinerSettings.from_dict({**TINY, "lr": 0.001}))
+
+
+def test_refiner_resume_matches_an_uninterrupted_run(pipeline, refiner, tmp_path, caplog):
+    _, data, store = pipeline
+    settings = RefinerSettings.from_dict({**TINY, "lr": 0.001})
+    with pytest.raises(KeyboardInterrupt):
+        train_refiner(data, "train", store, tmp_path / "run", settings, stop_after_steps=3)  # in epoch 2
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+    with caplog.at_level("INFO", logger="drs.train"):
+        resumed = train_refiner(data, "train", store, tmp_path / "run", settings)
+    assert "resuming from" in caplog.text and "after epoch 1 of 2" in caplog.text  # not started over
+    a = torch.load(refiner, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_train_refiner_and_extract_refined_maps(pipeline, refiner):
+    root, data, store = pipeline
+    ckpt = refiner
     model, record = load_classifier(ckpt, kinds=("refiner",))
     assert record["kind"] == "refiner" and not model.drs_modules() and len(record["targets_sha256"]) == 64
     with pytest.raises(UserError, match="not a checkpoint of drs train-classifier"):

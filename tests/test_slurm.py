@@ -147,12 +147,39 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _slurm_required() -> bool:
+    """On CI (CI=true), or with DRS_REQUIRE_SLURM=1, a missing SLURM test cluster is a failure:
+    the only test of a SLURM run and its resumption must not vanish as a skip."""
+    return os.environ.get("CI") == "true" or os.environ.get("DRS_REQUIRE_SLURM") == "1"
+
+
+def _no_cluster(reason: str) -> None:
+    """Skip (a developer's machine) or fail (CI) for want of a SLURM test cluster."""
+    if _slurm_required():
+        pytest.fail(f"no SLURM test cluster, required on CI (CI=true or DRS_REQUIRE_SLURM=1): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize(
+    "env,fails",
+    [({"CI": "true"}, True), ({"DRS_REQUIRE_SLURM": "1"}, True), ({"CI": "false"}, False), ({}, False)],
+)
+def test_missing_cluster_fails_on_ci_and_skips_elsewhere(monkeypatch, env, fails):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("DRS_REQUIRE_SLURM", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(pytest.fail.Exception if fails else pytest.skip.Exception, match="apt-get failed"):
+        _no_cluster("apt-get failed")
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A one-node SLURM cluster with accounting, for this module; stopped (by pid) after it."""
+    """A one-node SLURM cluster with accounting, for this module; stopped (by pid) after it.
+    Without one: skipped, or failed on CI (see _no_cluster)."""
     reason = _skip_reason()
     if reason:
-        pytest.skip(reason)
+        _no_cluster(reason)
     state = Path(tempfile.mkdtemp(prefix="drs-slurm-", dir="/tmp"))
     start = time.monotonic()
     try:
@@ -164,7 +191,7 @@ def cluster():
         pytest.fail("tests/slurm/setup.sh did not finish in 900 s")
     if setup.returncode in (3, 4):  # the host has a SLURM of its own, or apt-get failed
         shutil.rmtree(state, ignore_errors=True)
-        pytest.skip(f"no SLURM test cluster: {setup.stderr.strip().splitlines()[-1]}")
+        _no_cluster(f"tests/slurm/setup.sh: {(setup.stderr.strip().splitlines() or ['exit ' + str(setup.returncode)])[-1]}")
     if setup.returncode != 0:
         shutil.rmtree(state, ignore_errors=True)
         pytest.fail(f"tests/slurm/setup.sh failed:\n{setup.stdout}\n{setup.stderr}")
