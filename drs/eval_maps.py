@@ -21,7 +21,7 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
 from drs.metrics import SegmentationScore
-from drs.pseudo_labels import pseudo_label
+from drs.pseudo_labels import SALIENCY_THRESHOLD, add_saliency_threshold_argument, pseudo_label
 
 log = logging.getLogger("drs.eval_maps")
 
@@ -75,6 +75,7 @@ def evaluate_store(
     bg_threshold: float = 0.2,
     conflict_score: float = 0.9,
     saliency: str = "saliency_map",
+    saliency_threshold: float | None = SALIENCY_THRESHOLD,
 ) -> dict:
     from drs.maps import MapStore
 
@@ -99,7 +100,8 @@ def evaluate_store(
             with_thr.add(thr_label, mask)
             if use_saliency:
                 sal = voc.load_saliency(record.image_id)
-                with_sal.add(pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score), mask)
+                sal_label = pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score, saliency_threshold)
+                with_sal.add(sal_label, mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)
         main = with_sal if use_saliency else with_thr
@@ -114,6 +116,7 @@ def evaluate_store(
             alpha=alpha,
             bg_threshold=bg_threshold,
             conflict_score=conflict_score,
+            saliency_threshold=saliency_threshold if use_saliency else None,
             store=str(store_path),
             stage=store.stage,
         )
@@ -144,11 +147,15 @@ def add_parser(sub) -> None:
     p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency")
     p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts")
     p.add_argument("--saliency", choices=["saliency_map", "none"], default="saliency_map")
+    add_saliency_threshold_argument(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    result = evaluate_store(args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency)
+    result = evaluate_store(
+        args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency,
+        args.saliency_threshold,
+    )  # fmt: skip
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))

@@ -56,6 +56,9 @@ shell.prefix(
 EXPERIMENTS = config["experiments"]
 MAIN = config["main_experiment"]
 TRAIN_SPLIT = config["train_split"]
+# the saliency binarisation of eval-maps and pseudo-labels (null in the config: continuous saliency)
+_sal_threshold = config["pseudo_labels"]["saliency_threshold"]
+SALIENCY_THRESHOLD = "continuous" if _sal_threshold is None else str(_sal_threshold)
 
 
 def fully_supervised(exp):

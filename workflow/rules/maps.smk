@@ -43,10 +43,11 @@ rule eval_cam:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
+        saliency_threshold=SALIENCY_THRESHOLD,
     shell:
         "python -m drs eval-maps {input.store} --dataset {params.dataset} --out {output} "
         "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
-        "--conflict-score {params.conflict_score} > {log} 2>&1"
+        "--conflict-score {params.conflict_score} --saliency-threshold {params.saliency_threshold:q} > {log} 2>&1"
 
 
 rule compare_cams:

@@ -22,11 +22,13 @@ rule pseudo_labels:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
+        saliency_threshold=SALIENCY_THRESHOLD,
         missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
         "python -m drs pseudo-labels {input.store} --out {output} --dataset {params.dataset} "
         "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
         "--conflict-score {params.conflict_score} --missing-saliency {params.missing_saliency} "
+        "--saliency-threshold {params.saliency_threshold:q} "
         "--workers {threads} > {log} 2>&1"
 
 
