@@ -26,6 +26,7 @@ STAGE_MODULES = [
     "drs.eval_maps",
     "drs.pseudo_labels",
     "drs.refiner",
+    "drs.import_weights",
     "drs.segmenter",
     "drs.evaluate",
     "drs.maps",
