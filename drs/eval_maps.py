@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drs import protocol
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
@@ -148,6 +149,7 @@ def add_parser(sub) -> None:
     p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts")
     p.add_argument("--saliency", choices=["saliency_map", "none"], default="saliency_map")
     add_saliency_threshold_argument(p)
+    protocol.add_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -156,6 +158,7 @@ def _run(args) -> int:
         args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency,
         args.saliency_threshold,
     )  # fmt: skip
+    protocol.apply(result, args, args.store)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))

@@ -319,6 +319,9 @@ def add_parser(sub) -> None:
     s.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     s.add_argument("--split", required=True, help="split whose images are scored")
     s.add_argument("--out", help="write the metrics JSON here")
+    from drs import protocol
+
+    protocol.add_arguments(s, store_flag=True)
     s.set_defaults(func=_run_score)
 
 
@@ -335,7 +338,9 @@ def _run_write(args) -> int:
 
 
 def _run_score(args) -> int:
-    result = score_labels(args.labels, args.dataset, args.split)
+    from drs import protocol
+
+    result = protocol.apply(score_labels(args.labels, args.dataset, args.split), args, args.store)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(

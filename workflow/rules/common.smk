@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -59,6 +60,12 @@ TRAIN_SPLIT = config["train_split"]
 # the saliency binarisation of eval-maps and pseudo-labels (null in the config: continuous saliency)
 _sal_threshold = config["pseudo_labels"]["saliency_threshold"]
 SALIENCY_THRESHOLD = "continuous" if _sal_threshold is None else str(_sal_threshold)
+# how cam.json / refined.json also carry the reference's scoring protocol (drs.protocol)
+PROTOCOL_ARGS = f"--headline-protocol {shlex.quote(config['pseudo_labels']['headline_protocol'])}" + (
+    f" --reference-split {shlex.quote(config['pseudo_labels']['reference_split'])}"
+    if config["pseudo_labels"]["reference_split"]
+    else ""
+)
 
 
 def fully_supervised(exp):

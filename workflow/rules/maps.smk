@@ -44,10 +44,12 @@ rule eval_cam:
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
         saliency_threshold=SALIENCY_THRESHOLD,
+        protocol=PROTOCOL_ARGS,
     shell:
         "python -m drs eval-maps {input.store} --dataset {params.dataset} --out {output} "
         "--alpha {params.alpha} --saliency {params.saliency} --bg-threshold {params.bg_threshold} "
-        "--conflict-score {params.conflict_score} --saliency-threshold {params.saliency_threshold:q} > {log} 2>&1"
+        "--conflict-score {params.conflict_score} --saliency-threshold {params.saliency_threshold:q} "
+        "{params.protocol} > {log} 2>&1"
 
 
 rule compare_cams:

@@ -35,6 +35,7 @@ rule pseudo_labels:
 rule eval_refined:
     input:
         labels=res("{exp}/pseudo_labels"),
+        store=refined_store(),
         check=DATASET_CHECK,
     output:
         res("{exp}/metrics/refined.json"),
@@ -47,6 +48,13 @@ rule eval_refined:
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
+        alpha=config["pseudo_labels"]["alpha"],
+        saliency=config["pseudo_labels"]["saliency"],
+        bg_threshold=config["pseudo_labels"]["bg_threshold"],
+        saliency_threshold=SALIENCY_THRESHOLD,
+        protocol=PROTOCOL_ARGS,
     shell:
         "python -m drs score-labels {input.labels} --dataset {params.dataset} "
-        "--split {params.split} --out {output} > {log} 2>&1"
+        "--split {params.split} --out {output} --store {input.store:q} --alpha {params.alpha} "
+        "--saliency {params.saliency} --bg-threshold {params.bg_threshold} "
+        "--saliency-threshold {params.saliency_threshold:q} {params.protocol} > {log} 2>&1"
