@@ -31,6 +31,7 @@ STAGE_MODULES = [
     "drs.evaluate",
     "drs.maps",
     "drs.compare",
+    "drs.compare_labels",
     "drs.report",
     "drs.bench",
 ]
