@@ -440,6 +440,7 @@ def summary(store: MapStore | str | Path) -> dict[str, Any]:
         "path": str(store.path),
         "schema_version": attrs.get("schema_version"),
         "stage": store.stage,
+        "score_scale": store.score_scale,
         "split": store.split,
         "dataset": attrs.get("dataset"),
         "num_images": num,
@@ -489,6 +490,7 @@ def format_summary(info: dict[str, Any]) -> str:
         ("path", info["path"]),
         ("schema_version", info["schema_version"]),
         ("stage", info["stage"]),
+        ("score scale", f"255 = score {info['score_scale']:g}"),
         ("split", info["split"]),
         ("dataset", info["dataset"]),
         ("images", info["num_images"]),
@@ -555,8 +557,8 @@ def overlay(store: MapStore | str | Path, image_id: str, dataset_root: str | Pat
         )
     panels = [image]
     base = image.astype(np.float32)
-    for cls, heat in zip(record.classes, record.maps):
-        blended = np.round(0.5 * base + 0.5 * heat_colors(heat / 255.0)).astype(np.uint8)
+    for cls, heat in zip(record.classes, np.minimum(record.float(), 1.0)):  # colours cap scores at 1
+        blended = np.round(0.5 * base + 0.5 * heat_colors(heat)).astype(np.uint8)
         name = store.class_names[cls] if cls < len(store.class_names) else str(cls)
         panels.append(label_panel(blended, f"{cls} {name}"))
     if data.mask_path(image_id).exists():
