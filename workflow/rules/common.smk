@@ -171,6 +171,20 @@ def launcher(rule):
     return launch
 
 
+# Stages 2 and 4 from released weights (workflow/rules/imported.smk)
+def experiments_with(key):
+    """A wildcard regex matching the experiments that set ``key`` (none: matches nothing)."""
+    names = [e for e in EXPERIMENTS if EXPERIMENTS[e].get(key)]
+    return "|".join(names) if names else "(?!x)x"
+
+
+def classifier_import_args(wildcards):
+    """--drs/--delta options of import-weights classifier for an experiment."""
+    exp = EXPERIMENTS[wildcards.exp]
+    delta = f" --delta {exp['delta']}" if exp["drs"] == "fixed" else ""
+    return f"--drs {exp['drs']}{delta}"
+
+
 # Stages 6 and 7: DeepLabV3+ and its evaluation
 def segmenter_labels(wildcards):
     """The label folder the segmenter learns from (none for the fully supervised reference; the

@@ -4,18 +4,6 @@
 # naming pseudo_labels_dir needs neither (common.smk: segmenter_labels).
 
 
-def _experiments_with(key):
-    """A wildcard regex matching the experiments that set ``key`` (none: matches nothing)."""
-    names = [e for e in EXPERIMENTS if EXPERIMENTS[e].get(key)]
-    return "|".join(names) if names else "(?!x)x"
-
-
-def classifier_import_args(wildcards):
-    exp = EXPERIMENTS[wildcards.exp]
-    delta = f" --delta {exp['delta']}" if exp["drs"] == "fixed" else ""
-    return f"--drs {exp['drs']}{delta}"
-
-
 ruleorder: import_classifier > train_classifier
 ruleorder: import_refiner > train_refiner
 
@@ -29,7 +17,7 @@ rule import_classifier:
     log:
         res("logs/import_classifier/{exp}.log"),
     wildcard_constraints:
-        exp=_experiments_with("classifier_weights"),
+        exp=experiments_with("classifier_weights"),
     conda:
         DRS_ENV
     params:
@@ -50,7 +38,7 @@ rule import_refiner:
     log:
         res("logs/import_refiner/{exp}.log"),
     wildcard_constraints:
-        exp=_experiments_with("refiner_weights"),
+        exp=experiments_with("refiner_weights"),
     conda:
         DRS_ENV
     params:
