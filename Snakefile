@@ -33,6 +33,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/refine.smk"
+include: "workflow/rules/imported.smk"
 include: "workflow/rules/pseudo_labels.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluate.smk"
@@ -52,6 +53,8 @@ localrules:
     compare_cams,
     eval_refined,
     ablation,
+    import_classifier,
+    import_refiner,
 
 
 # The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,

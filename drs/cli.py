@@ -28,10 +28,12 @@ STAGE_MODULES = [
     "drs.eval_maps",
     "drs.pseudo_labels",
     "drs.refiner",
+    "drs.import_weights",
     "drs.segmenter",
     "drs.evaluate",
     "drs.maps",
     "drs.compare",
+    "drs.compare_labels",
     "drs.report",
     "drs.bench",
 ]

@@ -94,7 +94,7 @@ def comparison_figure(stores: dict[str, str | Path], ids: list[str] | None = Non
             panels = [label_panel(image, image_id), label_panel(palette[data.load_mask(image_id)], "ground truth")]
             for name, store in opened.items():
                 record = store.read(image_id)
-                heat = record.maps.max(axis=0) / 255.0 if len(record.classes) else np.zeros(record.size)
+                heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(record.size)
                 blended = np.round(0.45 * image + 0.55 * heat_colors(heat)).astype(np.uint8)
                 panels.append(label_panel(blended, name))
             rows.append(np.concatenate(panels, axis=1))

@@ -149,13 +149,26 @@ def check_config(config: dict) -> None:
         if name in RESERVED_NAMES:
             raise UserError(f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}")
         if exp.get("supervision", "image") == "full":
-            extra = sorted(set(exp) & {"drs", "delta"})
+            extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights", "pseudo_labels_dir"})
             if extra:
                 raise UserError(
                     f"config key 'experiments.{name}.{extra[0]}': not used with supervision: full "
                     "(DeepLabV3+ trained on the ground-truth masks)"
                 )
             continue
+        if "pseudo_labels_dir" in exp:
+            extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights"})
+            if extra:
+                raise UserError(
+                    f"config key 'experiments.{name}.{extra[0]}': not used with pseudo_labels_dir "
+                    "(DeepLabV3+ learns from the given labels; no classifier or refiner is made)"
+                )
+            continue
+        if "classifier_weights" in exp and exp.get("drs") == "none":
+            raise UserError(
+                f"config key 'experiments.{name}.classifier_weights': the reference classifier has DRS modules; "
+                "set drs: learnable (or fixed with delta)"
+            )
         if "drs" not in exp:
             raise UserError(f"config key 'experiments.{name}.drs': required (learnable, fixed or none) unless supervision is full")
         if exp["drs"] == "fixed" and "delta" not in exp:

@@ -18,12 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from drs import protocol
 from drs.data.fingerprint import check_store_data
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
 from drs.metrics import SegmentationScore
-from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES, pseudo_label, threshold_images
+from drs.pseudo_labels import (
+    MISSING_SALIENCY_MODES,
+    SALIENCY_MODES,
+    SALIENCY_THRESHOLD,
+    add_saliency_threshold_argument,
+    pseudo_label,
+    threshold_images,
+)
 
 log = logging.getLogger("drs.eval_maps")
 
@@ -78,6 +86,7 @@ def evaluate_store(
     conflict_score: float = 0.9,
     saliency: str = "saliency_map",
     missing_saliency: str = "error",
+    saliency_threshold: float | None = SALIENCY_THRESHOLD,
 ) -> dict:
     """Score ``store_path``'s pseudo labels; ``saliency`` and ``missing_saliency`` as in
     :func:`drs.pseudo_labels.generate_pseudo_labels` (an image without a saliency map is an
@@ -109,7 +118,8 @@ def evaluate_store(
                     if record.image_id in threshold_ids
                     else voc.load_saliency(record.image_id, size=tuple(record.size))
                 )
-                with_sal.add(pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score), mask)
+                sal_label = pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score, saliency_threshold)
+                with_sal.add(sal_label, mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)
         main = with_sal if use_saliency else with_thr
@@ -126,6 +136,7 @@ def evaluate_store(
             conflict_score=conflict_score,
             missing_saliency=missing_saliency,
             threshold_images=len(threshold_ids),
+            saliency_threshold=saliency_threshold if use_saliency else None,
             store=str(store_path),
             stage=store.stage,
         )
@@ -160,14 +171,17 @@ def add_parser(sub) -> None:
         "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
         help="an image without a saliency map: error (default), or use the background threshold",
     )  # fmt: skip
+    add_saliency_threshold_argument(p)
+    protocol.add_arguments(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
     result = evaluate_store(
         args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency,
-        args.missing_saliency,
+        args.missing_saliency, args.saliency_threshold,
     )  # fmt: skip
+    protocol.apply(result, args, args.store)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))

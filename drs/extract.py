@@ -3,9 +3,14 @@
 For every image and every scale s: the image resized to s x s, the model's class maps, ReLU,
 bilinear upsampling to the image's size, division by each class's maximum; optionally the same
 for the horizontally flipped image (flipped back); the maximum over scales (and flips). A refiner
-checkpoint (train-refiner) gives the refined maps: its outputs are already scores in [0, 1], so
-they are clipped to that range instead of divided by their maximum (as in the reference code). Only the
-image's ground-truth classes are kept. Images are processed in batches and written to the store as
+checkpoint (train-refiner) gives the refined maps: its outputs are already scores (it learnt to
+reproduce maps in [0, 1]), so they are taken as they are, neither divided by their maximum nor
+clipped to 1, as the reference does (``scripts/pseudo_seg_label_gen.py``: the maximum over scales of
+the raw outputs, negatives cut to 0); a score above 1 beats the background score of a non-salient
+pixel. The refined store holds scores up to ``REFINED_SCORE_SCALE`` (its ``score_scale``
+attribute): in the pseudo-label rule every score above 1 acts alike (it beats any background
+score and counts as a conflict), so saturating at 2 changes only a tie between two classes that
+both exceed 2. Only the image's ground-truth classes are kept. Images are processed in batches and written to the store as
 they come, so memory stays flat in the number of images; the store appears under its final name
 only when complete.
 """
@@ -25,6 +30,9 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 
 log = logging.getLogger("drs.extract")
+
+#: the highest refined score a refined map store holds (see the module docstring)
+REFINED_SCORE_SCALE = 2.0
 
 
 def file_sha256(path: str | Path) -> str:
@@ -58,8 +66,8 @@ def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, devi
 
 
 def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normalize: bool = True):
-    """ReLU, upsampling to ``size``, per-class max normalisation (or clipping to 1), max over scales:
-    (K, H, W) in [0, 1]."""
+    """ReLU, upsampling to ``size``, per-class max normalisation (``normalize``: maps in [0, 1]; else
+    the scores as they are, unclipped), max over scales: (K, H, W)."""
     import torch
     import torch.nn.functional as F
 
@@ -68,7 +76,8 @@ def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normaliz
     for maps in raw_maps:
         m = F.relu(maps.index_select(0, index))[None]
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[0]
-        m = m / (m.amax(dim=(1, 2), keepdim=True) + 1e-5) if normalize else m.clamp(max=1.0)
+        if normalize:
+            m = m / (m.amax(dim=(1, 2), keepdim=True) + 1e-5)
         best = m if best is None else torch.maximum(best, m)
     return best
 
@@ -76,7 +85,8 @@ def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normaliz
 def localization_maps(
     model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device, normalize: bool = True
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order."""
+    """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order: 255 stands for score 1, or
+    for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps)."""
     import torch
 
     from drs.data.torchdata import to_normalized_tensor
@@ -93,7 +103,9 @@ def localization_maps(
                 yield image_id, classes, np.zeros((0, *size), dtype=np.uint8)
                 continue
             with torch.inference_mode():
-                maps = (combine(raw, classes, size, normalize).clamp_(0, 1) * 255).round_().to(torch.uint8).cpu().numpy()
+                scale = 1.0 if normalize else REFINED_SCORE_SCALE
+                maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
+                maps = (maps * 255).round_().to(torch.uint8).cpu().numpy()
             yield image_id, classes, maps
 
 
@@ -142,6 +154,7 @@ def extract_maps(
         checkpoint_sha256=file_sha256(checkpoint),
         config=config,
         dataset_fingerprint=fingerprint.as_dict(),
+        score_scale=REFINED_SCORE_SCALE if refined else 1.0,
     )
 
     def write(path: Path, chunk: Sequence[str]) -> None:

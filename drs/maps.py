@@ -6,8 +6,10 @@ Layout (``SCHEMA_VERSION`` 1)::
                                first), scales (JSON), flip, stage, split, dataset, checkpoint_sha256,
                                dataset_fingerprint (JSON: drs.data.fingerprint of the images and masks
                                the maps came from; absent in older stores), config (JSON text),
-                               package_version, created (ISO-8601 UTC), num_images
-    /maps/<image id>    uint8 (K, H, W), 0..255 = score in [0, 1] x 255, one map per class present;
+                               package_version, created (ISO-8601 UTC), num_images,
+                               score_scale (optional, default 1.0)
+    /maps/<image id>    uint8 (K, H, W), 0..255 = score in [0, score_scale] x 255 / score_scale, one map
+                        per class present;
                         chunks (1, H, W), gzip level 4 with shuffle (K = 0: plain, empty)
                         attrs: classes (int16, sorted class indices 1..C, length K), size ([H, W])
     /ids                the image ids in write order (written when the store is closed)
@@ -139,8 +141,12 @@ class MapStoreWriter:
         checkpoint_sha256: str = "",
         config: Any = None,
         dataset_fingerprint: dict | None = None,
+        score_scale: float = 1.0,
     ):
         h5py = _h5py()
+        if not (np.isfinite(score_scale) and score_scale > 0):
+            raise MapStoreError(f"{path}: score_scale must be a positive number, got {score_scale!r}")
+        self.score_scale = float(score_scale)
         self.path = Path(path)
         self.class_names = [str(name) for name in class_names]
         if len(self.class_names) < 2:
@@ -175,6 +181,7 @@ class MapStoreWriter:
             attrs["config"] = json.dumps(config if config is not None else {}, sort_keys=True, default=str)
             attrs["package_version"] = __version__
             attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            attrs["score_scale"] = self.score_scale
             self._maps = self._file.create_group(MAPS_GROUP)
         except BaseException as err:
             self.abort()
@@ -197,7 +204,8 @@ class MapStoreWriter:
     def add(self, image_id: str, classes, maps: np.ndarray) -> None:
         """Store one image's maps: ``maps[k]`` is the map of class ``classes[k]`` (1..C).
 
-        ``maps`` is uint8 (K, H, W) or float in [0, 1] (clipped, then rounded to 0..255).
+        ``maps`` is uint8 (K, H, W) or float scores in [0, score_scale] (clipped to that range, then
+        rounded to 0..255 steps of score_scale / 255).
         """
         if self._file is None:
             raise MapStoreError(f"{self.path}: store is closed")
@@ -230,7 +238,7 @@ class MapStoreWriter:
         elif np.issubdtype(maps.dtype, np.floating):
             if not np.isfinite(maps).all():
                 raise MapStoreError(f"{where}: maps hold NaN or infinite values")
-            data = np.round(np.clip(maps, 0.0, 1.0) * 255.0).astype(np.uint8)
+            data = np.round(np.clip(maps / self.score_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
         else:
             raise MapStoreError(f"{where}: maps must be uint8 or float in [0, 1], got {maps.dtype}")
         order = np.argsort(classes, kind="stable")
@@ -255,6 +263,8 @@ class MapStoreWriter:
             raise MapStoreError(f"{self.path}: store is closed")
         if store.class_names != self.class_names:
             raise MapStoreError(f"{store.path}: classes {store.class_names} differ from {self.path}'s {self.class_names}")
+        if store.score_scale != self.score_scale:
+            raise MapStoreError(f"{store.path}: score_scale {store.score_scale} differs from {self.path}'s {self.score_scale}")
         for image_id in store.ids:
             if image_id in self._seen:
                 raise MapStoreError(f"{self.path}: image {image_id!r} from {store.path} already added (duplicate id)")
@@ -324,10 +334,11 @@ class MapRecord:
     classes: np.ndarray  # int64 (K,), sorted, 1..C
     maps: np.ndarray  # uint8 (K, H, W)
     size: tuple[int, int]  # (H, W)
+    scale: float = 1.0  # the store's score_scale: 255 stands for this score
 
     def float(self) -> np.ndarray:
-        """The maps as float32 in [0, 1]."""
-        return self.maps.astype(np.float32) / 255.0
+        """The maps as float32 scores in [0, scale] ([0, 1] for classifier maps)."""
+        return self.maps.astype(np.float32) * np.float32(self.scale / 255.0)
 
 
 def _plain(value: Any) -> Any:
@@ -442,6 +453,11 @@ class MapStore:
         return bool(self._attrs.get("flip", False))
 
     @property
+    def score_scale(self) -> float:
+        """The score a stored 255 stands for (1.0 unless the writer said otherwise, e.g. refined maps)."""
+        return float(self._attrs.get("score_scale", 1.0))
+
+    @property
     def stage(self) -> str:
         return str(self._attrs.get("stage", ""))
 
@@ -481,10 +497,10 @@ class MapStore:
             maps = self._maps[image_id][()]
         except OSError as err:
             raise UserError(f"{self.path}: cannot read maps of image {image_id!r} ({err})") from None
-        return MapRecord(image_id=image_id, classes=classes, maps=maps, size=size)
+        return MapRecord(image_id=image_id, classes=classes, maps=maps, size=size, scale=self.score_scale)
 
     def dense(self, image_id: str) -> np.ndarray:
-        """float32 (C, H, W) in [0, 1]; zeros for classes not stored."""
+        """float32 (C, H, W) scores (see :meth:`MapRecord.float`); zeros for classes not stored."""
         record = self.read(image_id)
         out = np.zeros((self.num_classes, *record.size), dtype=np.float32)
         out[record.classes - 1] = record.float()
@@ -524,6 +540,7 @@ def summary(store: MapStore | str | Path) -> dict[str, Any]:
         "path": str(store.path),
         "schema_version": attrs.get("schema_version"),
         "stage": store.stage,
+        "score_scale": store.score_scale,
         "split": store.split,
         "dataset": attrs.get("dataset"),
         "num_images": num,
@@ -582,6 +599,7 @@ def format_summary(info: dict[str, Any]) -> str:
         ("path", info["path"]),
         ("schema_version", info["schema_version"]),
         ("stage", info["stage"]),
+        ("score scale", f"255 = score {info['score_scale']:g}"),
         ("split", info["split"]),
         ("dataset", info["dataset"]),
         ("images", info["num_images"]),
@@ -649,8 +667,8 @@ def overlay(store: MapStore | str | Path, image_id: str, dataset_root: str | Pat
         )
     panels = [image]
     base = image.astype(np.float32)
-    for cls, heat in zip(record.classes, record.maps):
-        blended = np.round(0.5 * base + 0.5 * heat_colors(heat / 255.0)).astype(np.uint8)
+    for cls, heat in zip(record.classes, np.minimum(record.float(), 1.0)):  # colours cap scores at 1
+        blended = np.round(0.5 * base + 0.5 * heat_colors(heat)).astype(np.uint8)
         name = store.class_names[cls] if cls < len(store.class_names) else str(cls)
         panels.append(label_panel(blended, f"{cls} {name}"))
     if data.mask_path(image_id).exists():

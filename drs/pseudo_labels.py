@@ -1,9 +1,12 @@
 """Pseudo labels from localization maps, the paper's way.
 
 Object cues: maps below ``alpha`` set to 0. Background cue: 1 - saliency (or a constant threshold
-when there is no saliency). Label: arg-max over (background, classes). Ignored (255): pixels where
-more than two of those scores exceed ``conflict_score``, and pixels labelled background although
-fully salient (saliency == 1).
+when there is no saliency), where the grey saliency map is first binarised, as in the reference's
+loaders (``utils/LoadData.py``, ``utils/transforms/transforms_refine.py``): grey > ``saliency_threshold``
+(50 on the 0-255 scale) is salient (1), the rest 0; ``saliency_threshold=None`` keeps the grey values
+as continuous saliency in [0, 1] (not the reference's rule; an explicit option). Label: arg-max over
+(background, classes). Ignored (255): pixels where more than two of those scores exceed
+``conflict_score``, and pixels labelled background although salient (saliency == 1).
 
 ``drs pseudo-labels STORE --out DIR`` writes every image's label as ``DIR/<id>.png`` (VOC palette
 PNG, 255 = ignore), over all cores; ``drs score-labels DIR --dataset ROOT --split SPLIT`` scores such
@@ -12,6 +15,7 @@ a folder against the ground truth.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -27,6 +31,30 @@ log = logging.getLogger("drs.pseudo_labels")
 
 IGNORE = 255
 KIND = "pseudo labels"  # the kind of folder `drs pseudo-labels` publishes (fileio.MARKER)
+#: the reference's saliency binarisation: grey > 50 (0-255) is salient
+SALIENCY_THRESHOLD = 50
+
+
+def binarize_saliency(saliency: np.ndarray, threshold: float | None = SALIENCY_THRESHOLD) -> np.ndarray:
+    """Grey saliency in [0, 1] (grey / 255) -> 1.0 where grey > ``threshold`` (on 0-255), else 0.0;
+    ``threshold=None`` returns the grey values unchanged (continuous saliency)."""
+    saliency = np.asarray(saliency, dtype=np.float32)
+    if threshold is None:
+        return saliency
+    return (np.rint(saliency * 255.0) > threshold).astype(np.float32)
+
+
+def saliency_threshold_arg(text: str) -> float | None:
+    """``--saliency-threshold`` value: a number on 0-255, or ``continuous`` / ``none`` for None."""
+    if text.lower() in ("continuous", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 255] or 'continuous', got {text!r}") from None
+    if not 0.0 <= value <= 255.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 255] or 'continuous', got {text!r}")
+    return value
 
 
 def pseudo_label(
@@ -36,10 +64,14 @@ def pseudo_label(
     alpha: float = 0.2,
     bg_threshold: float = 0.2,
     conflict_score: float = 0.9,
+    saliency_threshold: float | None = SALIENCY_THRESHOLD,
 ) -> np.ndarray:
-    """Label map (H, W) uint8 from the maps (K, H, W) in [0, 1] of the image's classes (K,)."""
+    """Label map (H, W) uint8 from the maps (K, H, W) of the image's classes (K,) and the grey
+    saliency (H, W) in [0, 1], binarised at ``saliency_threshold`` (see :func:`binarize_saliency`)."""
     maps = np.asarray(maps, dtype=np.float32)
     h, w = maps.shape[1:]
+    if saliency is not None:
+        saliency = binarize_saliency(saliency, saliency_threshold)
     cues = np.where(maps < alpha, 0.0, maps)
     background = (1.0 - saliency)[None] if saliency is not None else np.full((1, h, w), bg_threshold, np.float32)
     scores = np.concatenate([background.astype(np.float32), cues], axis=0)
@@ -108,8 +140,9 @@ def _label_chunk(job: dict) -> tuple[int, int, int]:
                         f"map store {store.path} has {record.size[0]}x{record.size[1]} maps for {image_id!r}"
                     )
             label = pseudo_label(
-                record.classes, record.float(), saliency, job["alpha"], job["bg_threshold"], job["conflict_score"]
-            )
+                record.classes, record.float(), saliency, job["alpha"], job["bg_threshold"], job["conflict_score"],
+                job["saliency_threshold"],
+            )  # fmt: skip
             save_label_png(out / f"{image_id}.png", label)
             images += 1
             ignored += int((label == IGNORE).sum())
@@ -128,6 +161,7 @@ def generate_pseudo_labels(
     missing_saliency: str = "error",
     workers: int | None = None,
     limit: int | None = None,
+    saliency_threshold: float | None = SALIENCY_THRESHOLD,
 ) -> dict:
     """:func:`write_pseudo_labels`, returning figures about the run (``out``, ``num_images``,
     ``ignored_fraction`` over all label pixels, ``seconds``, ``images_per_s``, ``workers``,
@@ -173,6 +207,7 @@ def generate_pseudo_labels(
         common = dict(
             store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
             alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
+            saliency_threshold=saliency_threshold,
         )  # fmt: skip
         jobs = []
         for i in range(0, len(ids), size):
@@ -194,6 +229,7 @@ def generate_pseudo_labels(
         "threshold_images": len(threshold_ids),
         "split": split,
         "dataset": str(root),
+        "saliency_threshold": saliency_threshold if use_saliency else None,
     }
 
 
@@ -210,7 +246,7 @@ def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) 
     one in the dataset folder; on failure (a full disk, SIGTERM) ``out_dir`` is left as it was, and
     the workers die with this process, even killed. ``options`` are those of
     :func:`generate_pseudo_labels` (dataset, alpha, saliency, bg_threshold, conflict_score,
-    missing_saliency, workers).
+    missing_saliency, workers, saliency_threshold).
     """
     return generate_pseudo_labels(store_path, out_dir, **options)["out"]
 
@@ -253,6 +289,14 @@ def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict
 
 
 # -- command line ------------------------------------------------------------------------------------
+def add_saliency_threshold_argument(parser) -> None:
+    parser.add_argument(
+        "--saliency-threshold", type=saliency_threshold_arg, default=SALIENCY_THRESHOLD, metavar="GREY",
+        help=f"grey level (0-255) above which saliency counts as salient (default {SALIENCY_THRESHOLD}, the "
+        "reference's); 'continuous' uses grey / 255 as it is",
+    )  # fmt: skip
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "pseudo-labels",
@@ -269,6 +313,7 @@ def add_parser(sub) -> None:
     p.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="background cue")
     p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency (default 0.2)")
     p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts (default 0.9)")
+    add_saliency_threshold_argument(p)
     p.add_argument(
         "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
         help="an image without a saliency map: error (default), or use the background threshold",
@@ -286,13 +331,16 @@ def add_parser(sub) -> None:
     s.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     s.add_argument("--split", required=True, help="split whose images are scored")
     s.add_argument("--out", help="write the metrics JSON here")
+    from drs import protocol
+
+    protocol.add_arguments(s, store_flag=True)
     s.set_defaults(func=_run_score)
 
 
 def _run_write(args) -> int:
     run = generate_pseudo_labels(
         args.store, args.out, args.dataset, args.alpha, args.saliency, args.bg_threshold, args.conflict_score,
-        args.missing_saliency, args.workers,
+        args.missing_saliency, args.workers, saliency_threshold=args.saliency_threshold,
     )  # fmt: skip
     print(
         f"wrote {run['num_images']} pseudo labels to {run['out']}: {100 * run['ignored_fraction']:.1f}% of pixels "
@@ -302,9 +350,11 @@ def _run_write(args) -> int:
 
 
 def _run_score(args) -> int:
+    from drs import protocol
+
     if args.out:
         check_outside_dataset(args.out, args.dataset)
-    result = score_labels(args.labels, args.dataset, args.split)
+    result = protocol.apply(score_labels(args.labels, args.dataset, args.split), args, args.store)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(

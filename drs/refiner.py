@@ -34,7 +34,39 @@ class RefinerSettings(NetworkSettings):
 
     epochs: int = 30
     lr: float = 0.0001
-    lr_decay_epochs: list[int] = field(default_factory=list)
+    # the reference's run.sh: --decay_points='10,20' (x0.1 each, utils/my_optim.py reduce_lr)
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [10, 20])
+    # True: resize to input_size, random crop_size crop (ours); False: resize to crop_size, no
+    # crop, as the reference's utils/LoadData_refine.py (Resize(crop_size) then a no-op RandomCrop)
+    random_crop: bool = True
+    # the new layers' (extra convs, classifier) initialisation: "he" as the classifier's, or
+    # "normal" N(0, 0.01) weights and zero biases as the reference's models/vgg_refine.py
+    new_layer_init: str = "he"
+
+    def check(self) -> None:
+        super().check()
+        if self.new_layer_init not in NEW_LAYER_INITS:
+            raise UserError(
+                f"config key 'refiner.new_layer_init': {self.new_layer_init!r}; expected one of {list(NEW_LAYER_INITS)}"
+            )
+
+
+NEW_LAYER_INITS = ("he", "normal")
+
+
+def init_new_layers(model, how: str) -> None:
+    """Re-initialise the refiner's new layers (extra convs and classifier) ``how`` (see RefinerSettings)."""
+    import torch
+    from torch import nn
+
+    if how == "he":
+        return  # drs_vgg16's own initialisation
+    with torch.no_grad():
+        for part in (model.extra, model.classifier):
+            for m in part.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                    nn.init.zeros_(m.bias)
 
 
 def arg_max_only(maps: np.ndarray) -> np.ndarray:
@@ -50,7 +82,7 @@ def arg_max_only(maps: np.ndarray) -> np.ndarray:
 class RefineSet:
     """(normalised image, target maps (C, h, w)) pairs from a dataset split and its map store."""
 
-    def __init__(self, voc, store_path: str | Path, input_size: int, crop_size: int):
+    def __init__(self, voc, store_path: str | Path, input_size: int, crop_size: int, random_crop: bool = True):
         import torch
         from torchvision.transforms import v2
 
@@ -68,9 +100,11 @@ class RefineSet:
             check_store_data(store, voc)  # the targets come from these images
         self._store = None
         self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
-        self.geometric = v2.Compose(
-            [v2.Resize((input_size, input_size), antialias=True), v2.RandomHorizontalFlip(), v2.RandomCrop(crop_size)]
-        )
+        if random_crop:
+            steps = [v2.Resize((input_size, input_size), antialias=True), v2.RandomHorizontalFlip(), v2.RandomCrop(crop_size)]
+        else:  # the reference's LoadData_refine.py: the whole image at crop_size x crop_size
+            steps = [v2.Resize((crop_size, crop_size), antialias=True), v2.RandomHorizontalFlip()]
+        self.geometric = v2.Compose(steps)
         self.torch = torch
 
     def __len__(self) -> int:
@@ -126,7 +160,7 @@ def train_refiner(
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
-    data = RefineSet(voc, store, settings.input_size, settings.crop_size)
+    data = RefineSet(voc, store, settings.input_size, settings.crop_size, settings.random_crop)
     seed_everything(settings.seed)
     model = drs_vgg16(
         voc.num_classes,
@@ -137,6 +171,7 @@ def train_refiner(
         stages=settings.stages,
         weights=settings.weights,
     )
+    init_new_layers(model, settings.new_layer_init)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     loader = settings.loader(data)
 

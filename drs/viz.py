@@ -189,7 +189,8 @@ def strip_row(dataset, image_id: str, sources: StripSources, box: int) -> list[n
         panels.append(_message_panel(box, "no mask"))
     for name, store in sources.maps.items():
         record = store.read(image_id)
-        heat = record.maps.max(axis=0).astype(np.float32) / 255.0 if len(record.classes) else np.zeros(shape, np.float32)
+        # scores, capped at 1 for the colours (refined stores hold scores up to their score_scale)
+        heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(shape, np.float32)
         panels.append(fit(heat_overlay(image, heat), box, nearest=False))
     if sources.pseudo_labels is not None:
         label = _read_pseudo_label(sources.pseudo_labels, image_id)

@@ -13,7 +13,7 @@ def test_object_cue_background_and_alpha():
     classes = np.array([3])
     maps = np.array([[[0.9, 0.5, 0.15, 0.0]]], dtype=np.float32)  # 1x1x4
     saliency = np.array([[0.95, 0.2, 0.95, 0.0]], dtype=np.float32)
-    label = pseudo_label(classes, maps, saliency, alpha=0.2)
+    label = pseudo_label(classes, maps, saliency, alpha=0.2, saliency_threshold=None)  # continuous saliency
     # 0.9 > bg 0.05 -> class 3; 0.5 < bg 0.8 -> background; 0.15 < alpha -> cue 0, bg 0.05 wins;
     # last: bg 1.0 -> background
     assert label.tolist() == [[3, 0, 0, 0]]

@@ -142,3 +142,30 @@ def test_refiner_settings_and_store_errors(pipeline, tmp_path):
         w.add(voc.ids[0], voc.labels(voc.ids[0]), np.zeros((len(voc.labels(voc.ids[0])), 48, 48), np.uint8))
     with pytest.raises(UserError, match="no maps for 7 image"):
         RefineSet(voc, partial, 48, 40)
+
+
+def test_reference_refiner_input_and_init(pipeline):
+    """The reference's LoadData_refine.py: the whole image resized to crop_size, no random crop;
+    models/vgg_refine.py: new layers N(0, 0.01) with zero biases; run.sh: decay at 10 and 20."""
+    _, data, store = pipeline
+    voc = VOCDataset(data, "train")
+    dataset = RefineSet(voc, store, input_size=48, crop_size=40, random_crop=False)
+    torch.manual_seed(0)
+    image, target = dataset[0]
+    assert image.shape == (3, 40, 40) and target.shape == (3, 40, 40)
+    from torchvision.transforms import v2
+
+    with MapStore(store) as s:
+        whole = v2.functional.resize(torch.from_numpy(arg_max_only(s.dense(voc.ids[0]))), [40, 40], antialias=True)
+    assert torch.allclose(target, whole, atol=1e-6) or torch.allclose(target, whole.flip(-1), atol=1e-6)
+
+    from drs.models.vgg import drs_vgg16
+    from drs.refiner import init_new_layers
+
+    model = drs_vgg16(3, drs="none", width=0.5, stages=3)
+    init_new_layers(model, "normal")
+    weights = torch.cat([m.weight.detach().flatten() for m in model.extra.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(float(weights.std()) - 0.01) < 0.001 and float(model.classifier.bias.abs().max()) == 0
+    assert RefinerSettings().lr_decay_epochs == [10, 20]
+    with pytest.raises(UserError, match="refiner.new_layer_init"):
+        RefinerSettings.from_dict({"new_layer_init": "xavier"})

@@ -62,6 +62,19 @@ shell.prefix(
 EXPERIMENTS = config["experiments"]
 MAIN = config["main_experiment"]
 TRAIN_SPLIT = config["train_split"]
+# the saliency binarisation of eval-maps and pseudo-labels (null in the config: continuous saliency)
+_sal_threshold = config["pseudo_labels"]["saliency_threshold"]
+SALIENCY_THRESHOLD = "continuous" if _sal_threshold is None else str(_sal_threshold)
+# how cam.json / refined.json also carry the reference's scoring protocol (drs.protocol)
+PROTOCOL_ARGS = [
+    "--headline-protocol",
+    str(config["pseudo_labels"]["headline_protocol"]),
+    *(
+        ["--reference-split", str(config["pseudo_labels"]["reference_split"])]
+        if config["pseudo_labels"]["reference_split"]
+        else []
+    ),
+]
 
 
 def fully_supervised(exp):
@@ -69,8 +82,17 @@ def fully_supervised(exp):
     return EXPERIMENTS[exp].get("supervision", "image") == "full"
 
 
+def given_labels(exp):
+    """The folder of ready pseudo labels an experiment names (pseudo_labels_dir), or None."""
+    return EXPERIMENTS[exp].get("pseudo_labels_dir")
+
+
+# experiments that learn DeepLabV3+ from given pseudo labels (no classifier, maps or refiner)
+LABEL_EXPERIMENTS = [e for e in EXPERIMENTS if given_labels(e)]
 # experiments with a classifier and maps (image-level labels), and fully supervised ones
-WEAK_EXPERIMENTS = [e for e in EXPERIMENTS if not fully_supervised(e)]
+WEAK_EXPERIMENTS = [
+    e for e in EXPERIMENTS if not fully_supervised(e) and not given_labels(e)
+]
 FULL_EXPERIMENTS = [e for e in EXPERIMENTS if fully_supervised(e)]
 # the plain-CAM baseline (drs: none) the main experiment is compared with, if any
 CAM_BASELINE = next(
@@ -157,12 +179,27 @@ def launcher(rule):
     return launch
 
 
+# Stages 2 and 4 from released weights (workflow/rules/imported.smk)
+def experiments_with(key):
+    """A wildcard regex matching the experiments that set ``key`` (none: matches nothing)."""
+    names = [e for e in EXPERIMENTS if EXPERIMENTS[e].get(key)]
+    return "|".join(names) if names else "(?!x)x"
+
+
+def classifier_import_args(wildcards):
+    """--drs/--delta options of import-weights classifier for an experiment."""
+    exp = EXPERIMENTS[wildcards.exp]
+    delta = f" --delta {exp['delta']}" if exp["drs"] == "fixed" else ""
+    return f"--drs {exp['drs']}{delta}"
+
+
 # Stages 6 and 7: DeepLabV3+ and its evaluation
 def segmenter_labels(wildcards):
-    """The label folder the segmenter learns from (none for the fully supervised reference)."""
-    return (
-        [] if fully_supervised(wildcards.exp) else res(f"{wildcards.exp}/pseudo_labels")
-    )
+    """The label folder the segmenter learns from (none for the fully supervised reference; the
+    experiment's pseudo_labels_dir when it names one)."""
+    if fully_supervised(wildcards.exp):
+        return []
+    return given_labels(wildcards.exp) or res(f"{wildcards.exp}/pseudo_labels")
 
 
 def segmenter_settings(wildcards):
@@ -243,6 +280,8 @@ def method_label(exp):
     """An experiment's method as the tables name it."""
     if fully_supervised(exp):
         return "fully supervised"
+    if given_labels(exp):
+        return f"given labels ({exp})"
     kind = EXPERIMENTS[exp].get("drs")
     if kind == "none":
         return "CAM"
@@ -262,17 +301,19 @@ def report_plan(scope):
             dict.fromkeys(first if config["report"]["baseline_in_all"] else [MAIN])
         )
         full = FULL_EXPERIMENTS[:1]
-        map_columns = weak
+        map_columns = [e for e in weak if not given_labels(e)]
     else:
         # grouped by variant (runs differing only by a trailing _s<seed>)
         variants = list(dict.fromkeys(variant_of(e) for e in first + WEAK_EXPERIMENTS))
         rank = lambda e: variants.index(variant_of(e))
-        weak = sorted(WEAK_EXPERIMENTS, key=rank)
+        weak = sorted(WEAK_EXPERIMENTS, key=rank) + LABEL_EXPERIMENTS
         full = FULL_EXPERIMENTS
         map_columns = sorted(VARIANT_FIRST_RUNS, key=rank)
     metrics = {}
     for exp in weak:
         stages = ("cam", "refined", "segmentation")
+        if given_labels(exp):  # only DeepLabV3+ on the given labels
+            stages = ("segmentation",) if scope == "ablation" or exp == MAIN else ()
         for stage in stages if scope == "ablation" or exp == MAIN else ("cam",):
             metrics[f"{exp}:{stage}"] = res(f"{exp}/metrics/{stage}.json")
     for exp in full:
@@ -282,14 +323,15 @@ def report_plan(scope):
         (t if titles.count(t) == 1 else variant_of(e)): train_store(e)
         for t, e in zip(titles, map_columns)
     }
-    maps["refined" if scope == "all" else f"refined ({method_label(MAIN)})"] = (
-        refined_store(MAIN)
-    )
+    if not given_labels(MAIN):
+        maps["refined" if scope == "all" else f"refined ({method_label(MAIN)})"] = (
+            refined_store(MAIN)
+        )
     return {
         "metrics": metrics,
         "experiments": list(dict.fromkeys(k.split(":")[0] for k in metrics)),
         "maps": maps,
-        "pseudo_labels": res(f"{MAIN}/pseudo_labels"),
+        "pseudo_labels": given_labels(MAIN) or res(f"{MAIN}/pseudo_labels"),
         "segmenter": res(f"{MAIN}/segmenter/model.pt"),
     }
 

@@ -44,11 +44,14 @@ rule eval_cam:
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
         missing_saliency=config["pseudo_labels"]["missing_saliency"],
+        saliency_threshold=SALIENCY_THRESHOLD,
+        protocol=PROTOCOL_ARGS,
     shell:
         "python -m drs eval-maps {input.store:q} --dataset {params.dataset:q} --out {output:q} "
         "--alpha {params.alpha:q} --saliency {params.saliency:q} "
         "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
-        "--missing-saliency {params.missing_saliency:q} > {log:q} 2>&1"
+        "--missing-saliency {params.missing_saliency:q} "
+        "--saliency-threshold {params.saliency_threshold:q} {params.protocol:q} > {log:q} 2>&1"
 
 
 rule compare_cams:

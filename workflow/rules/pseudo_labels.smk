@@ -22,17 +22,20 @@ rule pseudo_labels:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         conflict_score=config["pseudo_labels"]["conflict_score"],
+        saliency_threshold=SALIENCY_THRESHOLD,
         missing_saliency=config["pseudo_labels"]["missing_saliency"],
     shell:
         "python -m drs pseudo-labels {input.store:q} --out {output:q} --dataset {params.dataset:q} "
         "--alpha {params.alpha:q} --saliency {params.saliency:q} "
         "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
-        "--missing-saliency {params.missing_saliency:q} --workers {threads} > {log:q} 2>&1"
+        "--missing-saliency {params.missing_saliency:q} "
+        "--saliency-threshold {params.saliency_threshold:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule eval_refined:
     input:
         labels=res("{exp}/pseudo_labels"),
+        store=refined_store(),
         check=DATASET_CHECK,
     output:
         res("{exp}/metrics/refined.json"),
@@ -45,6 +48,13 @@ rule eval_refined:
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
+        alpha=config["pseudo_labels"]["alpha"],
+        saliency=config["pseudo_labels"]["saliency"],
+        bg_threshold=config["pseudo_labels"]["bg_threshold"],
+        saliency_threshold=SALIENCY_THRESHOLD,
+        protocol=PROTOCOL_ARGS,
     shell:
         "python -m drs score-labels {input.labels:q} --dataset {params.dataset:q} "
-        "--split {params.split:q} --out {output:q} > {log:q} 2>&1"
+        "--split {params.split:q} --out {output:q} --store {input.store:q} --alpha {params.alpha:q} "
+        "--saliency {params.saliency:q} --bg-threshold {params.bg_threshold:q} "
+        "--saliency-threshold {params.saliency_threshold:q} {params.protocol:q} > {log:q} 2>&1"

@@ -1,0 +1,49 @@
+# Stages 2 and 4 from the authors' released weights: an experiment naming classifier_weights or
+# refiner_weights (checkpoints in the reference's layout) gets them converted by
+# `drs import-weights` instead of trained; everything downstream runs unchanged. An experiment
+# naming pseudo_labels_dir needs neither (common.smk: segmenter_labels).
+
+
+ruleorder: import_classifier > train_classifier
+ruleorder: import_refiner > train_refiner
+
+
+rule import_classifier:
+    input:
+        weights=lambda wildcards: EXPERIMENTS[wildcards.exp]["classifier_weights"],
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/classifier/model.pt"),
+    log:
+        res("logs/import_classifier/{exp}.log"),
+    wildcard_constraints:
+        exp=experiments_with("classifier_weights"),
+    conda:
+        DRS_ENV
+    params:
+        dataset=DATASET,
+        drs=classifier_import_args,
+        out=lambda wildcards, output: Path(output[0]).parent,
+    shell:
+        "python -m drs import-weights classifier {input.weights:q} {params.out:q} {params.drs} "
+        "--dataset {params.dataset:q} > {log:q} 2>&1"
+
+
+rule import_refiner:
+    input:
+        weights=lambda wildcards: EXPERIMENTS[wildcards.exp]["refiner_weights"],
+        check=DATASET_CHECK,
+    output:
+        res("{exp}/refiner/model.pt"),
+    log:
+        res("logs/import_refiner/{exp}.log"),
+    wildcard_constraints:
+        exp=experiments_with("refiner_weights"),
+    conda:
+        DRS_ENV
+    params:
+        dataset=DATASET,
+        out=lambda wildcards, output: Path(output[0]).parent,
+    shell:
+        "python -m drs import-weights refiner {input.weights:q} {params.out:q} "
+        "--dataset {params.dataset:q} > {log:q} 2>&1"
