@@ -38,6 +38,7 @@ localrules:
     compare_cams,
     eval_refined,
     ablation,
+    voc_test_submission,
 
 
 # The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,

@@ -166,6 +166,7 @@ def segmenter_settings(wildcards):
 
 
 VAL_SPLIT = config["val_split"]
+TEST_SPLIT = config["evaluation"]["test_split"]
 
 
 def segmentation_metrics(exp="{exp}"):
