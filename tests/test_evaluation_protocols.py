@@ -160,3 +160,11 @@ def test_submission_on_a_split_without_masks(model, data, tmp_path):
     (root / "SegmentationClass" / f"{ids[0]}.png").unlink()
     with pytest.raises(UserError, match="no masks to score"):
         evaluate(model, root, "test", tmp_path / "pred3")
+
+
+def test_crf_bench_runs_small():
+    from drs.bench import bench_crf, format_crf_result
+
+    result = bench_crf(images=2, height=64, width=80, classes=3, workers=1)
+    assert result["single_images_per_s"] > 0 and result["parallel_images_per_s"] > 0 and result["workers"] == 1
+    assert "lower bound" in format_crf_result(result)
