@@ -103,6 +103,31 @@ def reference_crop(image: np.ndarray, mask: np.ndarray | None, size: int = REFER
     return out_image, (None if mask is None else crop(mask, InterpolationMode.NEAREST))
 
 
+def validation_miou(model, voc, protocol: str = "reference", crop_size: int = REFERENCE_CROP) -> float:
+    """mIoU of a model being trained (left in the mode it was in) on a split, one scale, no flip,
+    under ``protocol``: the reference's periodic validation (main.py's ``validate``)."""
+    import torch
+
+    from drs.data.torchdata import to_normalized_tensor
+    from drs.metrics import SegmentationScore
+
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    score = SegmentationScore(len(voc.class_names))
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, enabled=device.type == "cuda"):
+            for image_id in voc.ids:
+                image, mask = voc.load_image(image_id), voc.load_mask(image_id)
+                if protocol == "reference":
+                    image, mask = reference_crop(image, mask, crop_size)
+                logits = model(to_normalized_tensor(image)[None].to(device))
+                score.add(logits[0].argmax(0).to(torch.uint8).cpu().numpy(), mask)
+    finally:
+        model.train(training)
+    return score.result(list(voc.class_names))["miou"]
+
+
 def _describe_protocol(split, count, protocol, crop_size, scales, flip, crf, record, submission) -> dict:
     """What a figure was measured under (segmentation.json's ``protocol``)."""
     from drs.crf import REFERENCE as CRF_REFERENCE
@@ -119,10 +144,19 @@ def _describe_protocol(split, count, protocol, crop_size, scales, flip, crf, rec
         "scales": list(scales),
         "flip": bool(flip),
         "crf": CRF_REFERENCE.as_dict() if crf else None,
-        "checkpoint": "imported" if record.get("imported_from") else "last",
-        "selected_on_val": False,
+        "checkpoint": _checkpoint_choice(record),
+        "selected_on_val": bool(record.get("selected_on_val")),
         "scoring": None if submission else "confusion matrix over all pixels of the split, 255 in the ground truth left out",
     }
+
+
+def _checkpoint_choice(record: dict) -> str:
+    if record.get("imported_from"):
+        return "imported"
+    if record.get("selected_on_val"):
+        best = record["selected_on_val"]
+        return f"best on {best['split']} (step {best['step']} of validations every {best['every']}, mIoU {best['miou']:.4f})"
+    return "last"
 
 
 def evaluate(

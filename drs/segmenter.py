@@ -50,6 +50,12 @@ class SegmenterSettings(TrainSettings):
     crop_size: int = 513
     color_jitter: float = 0.0  # brightness, contrast and saturation jitter (0: none, as the reference)
     width: float = 1.0  # channel-count scale (pretrained weights need 1.0)
+    # the reference's periodic validation (main.py, every 100 iterations): also keep OUT/best.pt,
+    # the model best on val_split (selected on the split it may be reported on: optimistic)
+    val_every: int | None = None
+    val_split: str = "val"
+    val_protocol: str = "reference"
+    val_crop_size: int = 513
 
     def check(self) -> None:
         low, high = self.scale_range
@@ -59,6 +65,10 @@ class SegmenterSettings(TrainSettings):
             raise UserError(f"config key '{self.section}.poly_step': {self.poly_step!r} must be iteration or epoch")
         if self.iterations is not None and self.iterations < 1:
             raise UserError(f"config key '{self.section}.iterations': {self.iterations} must be at least 1")
+        if self.val_every is not None and self.val_every < 1:
+            raise UserError(f"config key '{self.section}.val_every': {self.val_every} must be at least 1 (or null)")
+        if self.val_protocol not in ("reference", "full"):
+            raise UserError(f"config key '{self.section}.val_protocol': {self.val_protocol!r} must be reference or full")
         if self.color_jitter < 0:
             raise UserError(f"config key '{self.section}.color_jitter': {self.color_jitter} must be >= 0")
 
@@ -258,6 +268,7 @@ def train_segmenter(
         total_steps,
         settings.poly_step,
     )
+    best = _BestOnVal(model, record, out_dir, settings, VOCDataset(dataset, settings.val_split)) if settings.val_every else None
     fit(
         model,
         optimizer,
@@ -267,11 +278,46 @@ def train_segmenter(
         out_dir,
         lr_at_epoch=None if per_step else poly_decay(epochs, settings.poly_power),
         lr_at_step=poly_decay(total_steps, settings.poly_power) if per_step else None,
+        after_step=best,
         name=f"segmenter[{supervision}]",
         extra_state={"record": record},
         stop_after_steps=stop_after_steps,
     )
     return save_model(model, record, out_dir)
+
+
+BEST_FILE = "best.pt"
+
+
+class _BestOnVal:
+    """After every ``val_every`` steps: the model's mIoU on ``val_split``; the best so far is kept
+    as ``OUT/best.pt`` (a model.pt whose record says ``selected_on_val``). A resumed run starts
+    from the best.pt it left."""
+
+    def __init__(self, model, record: dict, out_dir: Path, settings: SegmenterSettings, voc):
+        from drs.train import read_model_file
+
+        self.model, self.record, self.settings, self.voc = model, record, settings, voc
+        self.path = Path(out_dir) / BEST_FILE
+        self.best = -1.0
+        if self.path.exists():
+            kept = read_model_file(self.path, ("segmenter",))
+            if kept.get("settings") == record["settings"]:
+                self.best = kept["selected_on_val"]["miou"]
+
+    def __call__(self, step: int) -> None:
+        from drs.evaluate import validation_miou
+        from drs.train import atomic_save
+
+        s = self.settings
+        if step % s.val_every:
+            return
+        miou = validation_miou(self.model, self.voc, s.val_protocol, s.val_crop_size)
+        log.info("step %d: mIoU %.4f on %s (best so far %.4f)", step, miou, s.val_split, max(self.best, miou))
+        if miou > self.best:
+            self.best = miou
+            chosen = {"split": s.val_split, "step": step, "every": s.val_every, "miou": miou, "protocol": s.val_protocol}
+            atomic_save({"state_dict": self.model.state_dict(), **self.record, "selected_on_val": chosen}, self.path)
 
 
 def load_segmenter(path: str | Path):

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        model=res("{exp}/segmenter/model.pt"),
+        model=res(f"{{exp}}/segmenter/{EVAL_CHECKPOINT}"),
         check=DATASET_CHECK,
     output:
         predictions=directory(res(f"{{exp}}/predictions/{VAL_SPLIT}")),
