@@ -168,3 +168,15 @@ def test_crf_bench_runs_small():
     result = bench_crf(images=2, height=64, width=80, classes=3, workers=1)
     assert result["single_images_per_s"] > 0 and result["parallel_images_per_s"] > 0 and result["workers"] == 1
     assert "lower bound" in format_crf_result(result)
+
+
+def test_config_rules_for_protocol_and_checkpoint():
+    from drs.config import check_config
+
+    base = {"dataset": "synthetic", "experiments": {"drs": {"drs": "learnable"}}, "main_experiment": "drs"}
+    check_config({**base, "evaluation": {"protocol": "reference", "scales": [1.0], "flip": False}})
+    with pytest.raises(UserError, match="'evaluation.protocol': reference is one scale without flip"):
+        check_config({**base, "evaluation": {"protocol": "reference", "scales": [1.0], "flip": True}})
+    with pytest.raises(UserError, match="best_on_val needs segmenter.val_every"):
+        check_config({**base, "evaluation": {"checkpoint": "best_on_val"}})
+    check_config({**base, "evaluation": {"checkpoint": "best_on_val"}, "segmenter": {"val_every": 100}})
