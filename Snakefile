@@ -66,3 +66,10 @@ rule data:
 rule cams:
     input:
         res("drs_vs_cam.md"),
+
+
+# The PASCAL VOC test-server archive of the main experiment (evaluation.test_split: a split
+# without masks; workflow/rules/evaluate.smk, rule test_submission).
+rule voc_test_submission:
+    input:
+        res(f"{MAIN}/submission/{TEST_SPLIT}.tar.gz"),

@@ -64,8 +64,3 @@ rule test_submission:
         "--split {params.split:q} --predictions {output.predictions:q} --out {output.record:q} "
         "--scales {params.scales} {params.flip} {params.crf} --crf-workers {threads} "
         "--submission {output.archive:q} --experiment {wildcards.exp} > {log:q} 2>&1"
-
-
-rule voc_test_submission:
-    input:
-        res(f"{MAIN}/submission/{TEST_SPLIT}.tar.gz"),
