@@ -67,9 +67,11 @@ def vainf_state_dict(depth_fn=resnet.resnet50, num_classes=NUM_CLASSES, seed=0) 
     return state
 
 
-def their_forward(state: dict, x: torch.Tensor, rates=(6, 12, 18)) -> torch.Tensor:
-    """VainF's DeepLabV3+ forward (network/_deeplab.py DeepLabHeadV3Plus, utils.py), restated."""
-    net = resnet.resnet50(replace_stride_with_dilation=[False, False, True])
+def their_forward(state: dict, x: torch.Tensor, output_stride: int = 16) -> torch.Tensor:
+    """VainF's DeepLabV3+ forward (network/_deeplab.py DeepLabHeadV3Plus, utils.py), restated;
+    modeling.py's dilation and ASPP rates per output stride."""
+    dilation, rates = {16: ([False, False, True], (6, 12, 18)), 8: ([False, True, True], (12, 24, 36))}[output_stride]
+    net = resnet.resnet50(replace_stride_with_dilation=dilation)
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     net.load_state_dict(backbone, strict=False)
     net.eval()
@@ -106,21 +108,22 @@ def _save_vainf(path, state, **extra):
     torch.save({"cur_itrs": 20000, "model_state": state, **extra}, path)
 
 
-def test_import_matches_their_forward(tmp_path):
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_import_matches_their_forward(tmp_path, output_stride):
     state = vainf_state_dict()
     src = tmp_path / "Deeplabv3_pseudo_segmentation_labels.pth"
     # their main.py saves best_score as a NumPy float beside the weights
     _save_vainf(src, state, best_score=np.float64(0.704), optimizer_state={}, scheduler_state={})
-    path = import_segmenter(src, tmp_path / "imported")
+    path = import_segmenter(src, tmp_path / "imported", output_stride=output_stride)
     assert path == tmp_path / "imported" / "model.pt"
     model, record = load_segmenter(path)
     assert record["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
-    assert record["model_config"] == {"num_classes": 21, "backbone": "resnet50", "output_stride": 16, "width": 1.0}
+    assert record["model_config"] == {"num_classes": 21, "backbone": "resnet50", "output_stride": output_stride, "width": 1.0}
     assert record["class_names"][0] == "background" and len(record["class_names"]) == 21
     x = torch.randn(1, 3, 67, 53)  # odd sizes: the interpolations' alignment matters
     with torch.no_grad():
         ours = model(x)
-    theirs = their_forward(state, x)
+    theirs = their_forward(state, x, output_stride)
     assert ours.shape == theirs.shape == (1, 21, 67, 53)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
 
