@@ -325,7 +325,14 @@ def load_segmenter(path: str | Path):
     from drs.models.deeplab import DeepLabV3Plus
     from drs.train import load_model
 
-    return load_model(path, ("segmenter",), DeepLabV3Plus)
+    try:
+        return load_model(path, ("segmenter",), DeepLabV3Plus)
+    except RuntimeError as err:  # load_state_dict: keys or shapes of another network
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise UserError(
+            f"{path}: its weights do not fit this DeepLabV3+ ({first[:200]}); a model.pt from before the "
+            "reference's layout (aspp.*, decoder.*) must be retrained"
+        ) from None
 
 
 # -- command line --------------------------------------------------------------------------------

@@ -158,3 +158,17 @@ def test_backbone_and_classes_come_from_the_shapes(tmp_path):
     model, record = load_segmenter(import_segmenter(tmp_path / "r101.pth", tmp_path / "x", class_names=names))
     assert record["model_config"]["backbone"] == "resnet101" and record["class_names"] == names
     torch.testing.assert_close(model.state_dict()["backbone.layer3.22.conv2.weight"], state["backbone.layer3.22.conv2.weight"])
+
+
+def test_a_model_pt_of_the_old_layout_is_named(tmp_path):
+    from drs.models.deeplab import deeplabv3plus
+    from drs.train import save_model
+
+    model = deeplabv3plus(3, "resnet18", width=0.125)
+    state = {k.replace("classifier.classifier.", "decoder.classifier."): v for k, v in model.state_dict().items()}
+    record = {"kind": "segmenter", "model_config": model.config, "class_names": ["background", "a", "b"]}
+    torch.save({"state_dict": state, **record}, tmp_path / "model.pt")
+    with pytest.raises(UserError, match=r"model.pt: its weights do not fit this DeepLabV3\+ .*must be retrained"):
+        load_segmenter(tmp_path / "model.pt")
+    save_model(model, record, tmp_path)  # the current layout loads
+    load_segmenter(tmp_path / "model.pt")
