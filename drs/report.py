@@ -316,7 +316,7 @@ def comparison_html(rows: list[Row], lines: list[str], title: str, protocols: li
     body = "<ul>" + "".join(f"<li>{_markdown_inline(line)}</li>" for line in lines) + "</ul>\n"
     body += html_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN, separators, classes)
     body += f'\n<p class="note">{html.escape(comparison_note(rows))}</p>'
-    if protocols:  # how each DeepLabV3+ figure was measured (drs.protocol)
+    if protocols:  # how each DeepLabV3+ figure was measured (drs.segmentation_protocol)
         body += '\n<ul class="note">' + "".join(f"<li>{_markdown_inline(line)}</li>" for line in protocols) + "</ul>"
     return html_page(title, body)
 
@@ -357,7 +357,7 @@ def write_report(
     rows = comparison_rows(metrics, labels)
     names = class_order(list(metrics.values()))
     lines = headline(rows, main, baseline)
-    from drs.protocol import protocol_lines
+    from drs.segmentation_protocol import protocol_lines
 
     protocols = protocol_lines(metrics)
     written: dict[str, Path] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from drs.data.voc import VOC_CLASSES
-from drs.protocol import protocol_lines
+from drs.segmentation_protocol import protocol_lines
 from drs.report import write_report
 
 
