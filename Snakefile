@@ -55,6 +55,7 @@ localrules:
     ablation,
     import_classifier,
     import_refiner,
+    voc_test_submission,
 
 
 # The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,
@@ -82,3 +83,10 @@ rule data:
 rule cams:
     input:
         res("drs_vs_cam.md"),
+
+
+# The PASCAL VOC test-server archive of the main experiment (evaluation.test_split: a split
+# without masks; workflow/rules/evaluate.smk, rule test_submission).
+rule voc_test_submission:
+    input:
+        res(f"{MAIN}/submission/{TEST_SPLIT}.tar.gz"),

@@ -134,10 +134,22 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def _check_evaluation(config: dict) -> None:
+    evaluation = config.get("evaluation") or {}
+    if evaluation.get("protocol") == "reference" and (list(evaluation.get("scales", [1.0])) != [1.0] or evaluation.get("flip")):
+        raise UserError(
+            "config key 'evaluation.protocol': reference is one scale without flip (the authors' --crop_val); "
+            "set scales: [1.0] and flip: false, or use protocol: full"
+        )
+    if evaluation.get("checkpoint") == "best_on_val" and not (config.get("segmenter") or {}).get("val_every"):
+        raise UserError("config key 'evaluation.checkpoint': best_on_val needs segmenter.val_every (steps between validations)")
+
+
 def check_config(config: dict) -> None:
     """Raise UserError naming the key at fault and what was expected."""
     _check_ddp(config)
     _check_results_dir(config.get("results_dir", "results"))
+    _check_evaluation(config)
     experiments = config["experiments"]
     main = config["main_experiment"]
     if main not in experiments:

@@ -266,11 +266,11 @@ def check_outside_dataset(out: str | Path, dataset: str | Path | None) -> None:
 
 
 def check_replaceable_dir(
-    out: str | Path, kind: str, dataset: str | Path | None = None, suffixes: tuple[str, ...] = (".png",)
+    out: str | Path, kind: str, dataset: str | Path | None = None, suffixes: tuple[str, ...] | None = (".png",)
 ) -> None:
     """UserError unless ``out`` may be (re)published as a folder of ``kind``: it is absent, or a folder
     this project published as ``kind`` (its :data:`MARKER` says so) that holds nothing but such files
-    (names ending in ``suffixes``). Never the dataset folder or anything in it."""
+    (names ending in ``suffixes``; ``None``: a tree of any files). Never the dataset folder or anything in it."""
     out = Path(out)
     check_outside_dataset(out, dataset)
     if not out.exists():
@@ -281,6 +281,8 @@ def check_replaceable_dir(
     if found != kind:
         made = f"was written as {found}" if found else f"was not written by drs (no {MARKER})"
         raise UserError(f"{out}: exists and {made}, so it is not replaced by {kind}; remove it or pick another output folder")
+    if suffixes is None:
+        return
     others = sorted(p.name for p in out.iterdir() if p.name != MARKER and not (p.is_file() and p.name.endswith(suffixes)))
     if others:
         raise UserError(f"{out}: holds files drs did not write (e.g. {others[0]!r}); remove them or pick another output folder")
@@ -288,7 +290,11 @@ def check_replaceable_dir(
 
 @contextmanager
 def publishing_dir(
-    out: str | Path, replace: bool = False, kind: str | None = None, dataset: str | Path | None = None
+    out: str | Path,
+    replace: bool = False,
+    kind: str | None = None,
+    dataset: str | Path | None = None,
+    suffixes: tuple[str, ...] | None = (".png",),
 ) -> Iterator[Path]:
     """Build a folder under the hidden sibling ``.<name>.partial`` (yielded) and rename it to ``out``
     when the block ends cleanly; on an error the partial folder is removed and ``out`` is untouched
@@ -296,14 +302,15 @@ def publishing_dir(
     ``kind`` names what the folder holds and is recorded in its :data:`MARKER`. With ``replace``, an
     existing ``out`` is replaced only if :func:`check_replaceable_dir` allows it (moved aside before
     the new folder takes its name, then deleted); without it, ``out`` must not exist (callers
-    check, naming what to do). ``dataset``: the dataset folder, which ``out`` must stay out of."""
+    check, naming what to do). ``dataset``: the dataset folder, which ``out`` must stay out of;
+    ``suffixes``: the files the replaced folder may hold, as in :func:`check_replaceable_dir`."""
     out = Path(out)
     if replace and kind is None:
         raise ValueError("publishing_dir: replace=True needs the folder's kind")
     partial = partial_name(out)
     with output_lock(out):
         if replace:
-            check_replaceable_dir(out, kind, dataset)
+            check_replaceable_dir(out, kind, dataset, suffixes)
         else:
             check_outside_dataset(out, dataset)
         shutil.rmtree(partial, ignore_errors=True)

@@ -314,12 +314,14 @@ def comparison_note(rows: list[Row]) -> str:
     return " ".join(notes)
 
 
-def comparison_html(rows: list[Row], lines: list[str], title: str) -> str:
+def comparison_html(rows: list[Row], lines: list[str], title: str, protocols: list[str] = ()) -> str:
     separators = {n for n in range(1, len(rows)) if rows[n].group != rows[n - 1].group}
     classes = {n: "ref" for n, r in enumerate(rows) if r.reference}
     body = "<ul>" + "".join(f"<li>{_markdown_inline(line)}</li>" for line in lines) + "</ul>\n"
     body += html_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN, separators, classes)
     body += f'\n<p class="note">{html.escape(comparison_note(rows))}</p>'
+    if protocols:  # how each DeepLabV3+ figure was measured (drs.segmentation_protocol)
+        body += '\n<ul class="note">' + "".join(f"<li>{_markdown_inline(line)}</li>" for line in protocols) + "</ul>"
     return html_page(title, body)
 
 
@@ -359,10 +361,13 @@ def write_report(
     rows = comparison_rows(metrics, labels)
     names = class_order(list(metrics.values()))
     lines = headline(rows, main, baseline)
+    from drs.segmentation_protocol import protocol_lines
+
+    protocols = protocol_lines(metrics)
     written: dict[str, Path] = {}
 
     written["comparison table"] = out_dir / "comparison.html"
-    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title))
+    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title, protocols))
     written["per-class IoU chart"] = atomic_write_bytes(
         out_dir / "per_class_iou.png", per_class_chart(chart_series(rows), names, "Per-class IoU")
     )
@@ -397,6 +402,8 @@ def write_report(
             markdown_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN),
             comparison_note(rows),
             "",
+            *protocols,
+            *([""] if protocols else []),
             "## Per experiment (IoU per class, %)",
             "",
             *experiment_md,

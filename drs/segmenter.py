@@ -2,9 +2,10 @@
 
 Stage 6. The labels are palette PNGs (``<labels>/<id>.png``, 255 = ignore): the pseudo labels of
 stage 5, or the dataset's own masks for the fully-supervised reference run. Cross-entropy ignoring
-255; SGD (momentum 0.9) with the backbone at ``lr`` and the new layers (ASPP, decoder) at 10 ``lr``,
-poly decay (power 0.9); augmentation as torchvision's segmentation references: random rescale,
-flip, random crop padded with 255. The shared loop (drs.train.fit) brings the device choice, AMP on
+255; SGD (momentum 0.9) with the backbone at ``lr`` and the head (ASPP, projection, classifier) at 10
+``lr``, poly decay (power 0.9) per iteration (or per epoch); augmentation as the reference's:
+random rescale, flip, random crop padded with 255 (the reference pads labels with 0), optional
+colour jitter. The shared loop (drs.train.fit) brings the device choice, AMP on
 CUDA, checkpoints every epoch and resumption. The result is ``OUT/model.pt``: state dict plus the
 network and training settings.
 """
@@ -27,27 +28,56 @@ GROUND_TRUTH = "ground-truth"
 
 @dataclass
 class SegmenterSettings(TrainSettings):
-    """Defaults are DeepLabV3+ on VOC (ResNet-101, output stride 16, crop 513, batch 16, about 30k
-    iterations on train_aug); config.yaml scales them down for a CPU."""
+    """Defaults are the DRS authors' DeepLabV3+ run (their DeepLabV3Plus-Pytorch ``run.sh`` and
+    ``main.py``): ResNet-101, output stride 16, batch 32, 20,000 iterations when ``iterations`` is
+    set (config/voc2012.yaml), SGD lr 0.005 for the backbone and 10x (0.05) for the head, momentum
+    0.9, weight decay 1e-4, poly (power 0.9) stepped per iteration, crop 513, random scale 0.5-2.0,
+    no colour jitter. config.yaml scales them down for a CPU."""
 
     section: ClassVar[str] = "segmenter"
 
     backbone: str = "resnet101"
     output_stride: int = 16
     epochs: int = 46
-    batch_size: int = 16
-    lr: float = 0.01
+    iterations: int | None = None  # the run's length in steps where given (epochs then follow)
+    batch_size: int = 32
+    lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 0.0001
     poly_power: float = 0.9
+    poly_step: str = "iteration"  # "iteration" (the reference) or "epoch"
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     crop_size: int = 513
+    color_jitter: float = 0.0  # brightness, contrast and saturation jitter (0: none, as the reference)
     width: float = 1.0  # channel-count scale (pretrained weights need 1.0)
+    # the reference's periodic validation (main.py, every 100 iterations): also keep OUT/best.pt,
+    # the model best on val_split (selected on the split it may be reported on: optimistic)
+    val_every: int | None = None
+    val_split: str = "val"
+    val_protocol: str = "reference"
+    val_crop_size: int = 513
 
     def check(self) -> None:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise UserError(f"config key '{self.section}.scale_range': {self.scale_range} must be [min, max] with 0 < min <= max")
+        if self.poly_step not in ("iteration", "epoch"):
+            raise UserError(f"config key '{self.section}.poly_step': {self.poly_step!r} must be iteration or epoch")
+        if self.iterations is not None and self.iterations < 1:
+            raise UserError(f"config key '{self.section}.iterations': {self.iterations} must be at least 1")
+        if self.val_every is not None and self.val_every < 1:
+            raise UserError(f"config key '{self.section}.val_every': {self.val_every} must be at least 1 (or null)")
+        if self.val_protocol not in ("reference", "full"):
+            raise UserError(f"config key '{self.section}.val_protocol': {self.val_protocol!r} must be reference or full")
+        if self.color_jitter < 0:
+            raise UserError(f"config key '{self.section}.color_jitter': {self.color_jitter} must be >= 0")
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(epochs, steps in all): ``iterations`` steps where given (the last epoch cut short),
+        else ``epochs`` whole epochs of ``steps_per_epoch``."""
+        if self.iterations is None:
+            return self.epochs, self.epochs * steps_per_epoch
+        return -(-self.iterations // max(1, steps_per_epoch)), self.iterations
 
 
 class SegmentationSet:
@@ -83,7 +113,8 @@ class SegmentationSet:
                 v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Mask: 255, "others": 0}),
             ]
         )
-        self.jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)
+        j = settings.color_jitter
+        self.jitter = v2.ColorJitter(brightness=j, contrast=j, saturation=j) if j > 0 else None
         self.torch = torch
 
     def __len__(self) -> int:
@@ -112,7 +143,9 @@ class SegmentationSet:
             raise UserError(f"{where}: label size {label.shape} differs from its image's {array.shape[:2]}")
         image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(label.astype("int64")))
-        image, mask = self.transform(self.jitter(image), mask)
+        if self.jitter is not None:
+            image = self.jitter(image)
+        image, mask = self.transform(image, mask)
         return normalize(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
 
 
@@ -189,6 +222,8 @@ def train_segmenter(
 
     from drs.data.fingerprint import split_fingerprint
     from drs.data.voc import VOCDataset
+    from dataclasses import replace
+
     from drs.train import fit, save_model, poly_decay, seed_everything
 
     out_dir = Path(out_dir)
@@ -200,6 +235,9 @@ def train_segmenter(
         model.parameter_groups(settings.lr), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
     loader = settings.loader(data)
+    epochs, total_steps = settings.schedule(len(loader))
+    loop = replace(settings.loop, epochs=epochs, max_steps=settings.iterations)
+    per_step = settings.poly_step == "iteration"
 
     def step_loss(model, batch, device):
         images, targets = (t.to(device, non_blocking=True) for t in batch)
@@ -226,7 +264,8 @@ def train_segmenter(
         ).as_dict(),
     }
     log.info(
-        "training DeepLabV3+ (%s, output stride %d, width %g) on %d images of %s/%s with %s, %d epochs",
+        "training DeepLabV3+ (%s, output stride %d, width %g) on %d images of %s/%s with %s, %d epochs "
+        "(%d steps, poly per %s)",
         settings.backbone,
         settings.output_stride,
         settings.width,
@@ -234,16 +273,21 @@ def train_segmenter(
         dataset,
         split,
         "ground-truth masks" if labels is None else f"labels from {labels}",
-        settings.epochs,
+        epochs,
+        total_steps,
+        settings.poly_step,
     )
+    best = _BestOnVal(model, record, out_dir, settings, VOCDataset(dataset, settings.val_split)) if settings.val_every else None
     fit(
         model,
         optimizer,
         loader,
         step_loss,
-        settings.loop,
+        loop,
         out_dir,
-        lr_at_epoch=poly_decay(settings.epochs, settings.poly_power),
+        lr_at_epoch=None if per_step else poly_decay(epochs, settings.poly_power),
+        lr_at_step=poly_decay(total_steps, settings.poly_power) if per_step else None,
+        after_step=best,
         name=f"segmenter[{supervision}]",
         extra_state={"record": record},
         stop_after_steps=stop_after_steps,
@@ -251,12 +295,53 @@ def train_segmenter(
     return save_model(model, record, out_dir)
 
 
+BEST_FILE = "best.pt"
+
+
+class _BestOnVal:
+    """After every ``val_every`` steps: the model's mIoU on ``val_split``; the best so far is kept
+    as ``OUT/best.pt`` (a model.pt whose record says ``selected_on_val``). A resumed run starts
+    from the best.pt it left."""
+
+    def __init__(self, model, record: dict, out_dir: Path, settings: SegmenterSettings, voc):
+        from drs.train import read_model_file
+
+        self.model, self.record, self.settings, self.voc = model, record, settings, voc
+        self.path = Path(out_dir) / BEST_FILE
+        self.best = -1.0
+        if self.path.exists():
+            kept = read_model_file(self.path, ("segmenter",))
+            if kept.get("settings") == record["settings"]:
+                self.best = kept["selected_on_val"]["miou"]
+
+    def __call__(self, step: int) -> None:
+        from drs.evaluate import validation_miou
+        from drs.train import atomic_save
+
+        s = self.settings
+        if step % s.val_every:
+            return
+        miou = validation_miou(self.model, self.voc, s.val_protocol, s.val_crop_size)
+        log.info("step %d: mIoU %.4f on %s (best so far %.4f)", step, miou, s.val_split, max(self.best, miou))
+        if miou > self.best:
+            self.best = miou
+            chosen = {"split": s.val_split, "step": step, "every": s.val_every, "miou": miou, "protocol": s.val_protocol}
+            atomic_save({"state_dict": self.model.state_dict(), **self.record, "selected_on_val": chosen}, self.path)
+
+
 def load_segmenter(path: str | Path):
     """(DeepLabV3+ in eval mode on the CPU, the checkpoint's record without its state dict)."""
     from drs.models.deeplab import DeepLabV3Plus
     from drs.train import load_model
 
-    return load_model(path, ("segmenter",), DeepLabV3Plus)
+    try:
+        return load_model(path, ("segmenter",), DeepLabV3Plus)
+    except RuntimeError as err:  # load_state_dict: keys or shapes of another network
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise UserError(
+            f"{path}: its weights do not fit this DeepLabV3+ ({first[:200]}); a model.pt from before the "
+            "reference's layout (aspp.*, decoder.*) must be retrained"
+        ) from None
 
 
 # -- command line --------------------------------------------------------------------------------

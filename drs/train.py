@@ -233,6 +233,7 @@ class LoopSettings:
     seed: int = 0
     log_every: int = 20
     amp: bool = True  # only takes effect on CUDA
+    max_steps: int | None = None  # stop after this many steps in all (the last epoch cut short)
 
 
 class _Progress:
@@ -302,6 +303,8 @@ def fit(
     out_dir: str | Path,
     *,
     lr_at_epoch: Callable[[int], float] | None = None,
+    lr_at_step: Callable[[int], float] | None = None,
+    after_step: Callable[[int], None] | None = None,
     name: str = "train",
     device: torch.device | None = None,
     extra_state: dict | None = None,
@@ -315,7 +318,11 @@ def fit(
     ``step_loss(model, batch, device)`` returns the loss of one batch: its mean, or a pair (sum,
     number of elements summed) when that number varies (see :func:`_batch_loss`: under torchrun the
     pair keeps the gradient that of the global batch). ``lr_at_epoch(e)`` gives the
-    multiplier of every parameter group's base learning rate for epoch e (0-based). ``loader`` must
+    multiplier of every parameter group's base learning rate for epoch e (0-based); ``lr_at_step(i)``
+    multiplies it further for the i-th step of the whole run (0-based: a per-iteration schedule, as
+    DeepLab's poly). ``settings.max_steps`` ends the run after that many steps; ``after_step(n)`` is
+    called after the n-th optimizer step of the run (1-based; e.g. a periodic validation, which
+    must leave the model in training mode). ``loader`` must
     use a ``torch.Generator`` (its ``generator``), reseeded here at each epoch.
     ``extra_state`` is saved in every checkpoint; a checkpoint is resumed only when its
     ``extra_state`` equals this run's (same settings, data and model: the trainers put the
@@ -394,7 +401,7 @@ def fit(
     try:
         _epochs(
             model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch,
-            lr_at_epoch=lr_at_epoch, name=name, device=device, extra_state=extra_state,
+            lr_at_epoch=lr_at_epoch, lr_at_step=lr_at_step, after_step=after_step, name=name, device=device, extra_state=extra_state,
             stop_after_steps=stop_after_steps, use_amp=use_amp,
         )  # fmt: skip
     finally:
@@ -405,7 +412,7 @@ def fit(
 
 def _epochs(
     model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch, *,
-    lr_at_epoch, name, device, extra_state, stop_after_steps, use_amp,
+    lr_at_epoch, lr_at_step, after_step, name, device, extra_state, stop_after_steps, use_amp,
 ) -> None:  # fmt: skip
     """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None)."""
     from drs import distributed as ddp
@@ -429,6 +436,12 @@ def _epochs(
         (forward or model).train()
         running = 0.0
         for step, batch in enumerate(loader, 1):
+            run_step = epoch * steps + step - 1  # 0-based, over the whole run
+            if settings.max_steps is not None and run_step >= settings.max_steps:
+                break
+            if lr_at_step is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * factor * lr_at_step(run_step)
             with torch.autocast(device.type, enabled=use_amp):
                 out = step_loss(model, batch, device) if forward is None else forward(batch)
             # every process sees the global batch's mean loss: all log it, and stop on it together
@@ -443,6 +456,8 @@ def _epochs(
             images = len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
             progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
             total_steps += 1
+            if after_step is not None:
+                after_step(run_step + 1)
             if stop_after_steps is not None and total_steps >= stop_after_steps:
                 raise KeyboardInterrupt(f"{name}: stopped after {total_steps} steps (stop_after_steps)")
         state = {

@@ -96,3 +96,20 @@ def test_imagenet_weights_only_from_the_cache(tmp_path, monkeypatch):
     torch.testing.assert_close(model.backbone.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
     with pytest.raises(UserError, match="not a weights name"):
         deeplabv3plus(3, "resnet18", weights_backbone="NOPE")
+
+
+@pytest.mark.parametrize(("stride", "rates"), [(16, (6, 12, 18)), (8, (12, 24, 36))])
+def test_head_is_the_references(stride, rates):
+    """VainF's DeepLabHeadV3Plus: ASPP (dropout 0.1) at the stride's rates, a 48-channel low-level
+    projection, ONE 3x3 conv (304 -> 256) + BN + ReLU, then the 1x1 classifier; backbone BN
+    momentum 0.01, the head's PyTorch's default."""
+    model = deeplabv3plus(21, "resnet50", stride)
+    head = model.classifier
+    assert [type(m) for m in head.classifier] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d]
+    assert (head.classifier[0].in_channels, head.classifier[0].out_channels, head.classifier[0].kernel_size) == (304, 256, (3, 3))
+    assert head.classifier[3].kernel_size == (1, 1) and head.classifier[3].bias is not None
+    assert head.project[0].out_channels == 48
+    assert [head.aspp.convs[i][0].dilation[0] for i in (1, 2, 3)] == list(rates)
+    assert [m.p for m in head.aspp.modules() if isinstance(m, nn.Dropout)] == [0.1]
+    assert {m.momentum for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}
+    assert {m.momentum for m in head.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}

@@ -1,10 +1,18 @@
 """DeepLabV3+ (Chen et al., ECCV 2018) on a torchvision ResNet: the segmentation network of stage 6.
 
-The backbone is torchvision's ResNet with its last stride(s) replaced by dilation, so its deepest
-features are at 1/16 (output stride 16) or 1/8 (output stride 8) of the input; torchvision's ASPP
-module (rates 6, 12, 18 at stride 16, doubled at stride 8) sits on them. The V3+ decoder upsamples
-the ASPP output to the stride-4 features of ``layer1``, concatenates a 48-channel projection of
-those, refines with two 3x3 convolutions and predicts; the logits are upsampled to the input size.
+The network of VainF's DeepLabV3Plus-Pytorch, which the DRS authors vendor and train
+(``DeepLabV3Plus-Pytorch/network/_deeplab.py``, ``modeling.py``): the backbone is torchvision's ResNet
+with its last stride(s) replaced by dilation, so its deepest features are at 1/16 (output stride 16:
+dilation [False, False, True], ASPP rates 6, 12, 18) or 1/8 (output stride 8: [False, True, True],
+rates 12, 24, 36) of the input. The head (:class:`DeepLabHeadV3Plus`) runs ASPP (five branches, a
+1x1 projection, dropout 0.1) on them, upsamples the result to the stride-4 features of ``layer1``,
+concatenates it *after* a 48-channel projection of those, and predicts with ONE 3x3 convolution
+(304 -> 256) + batch norm + ReLU and a 1x1 classifier; the logits are upsampled to the input size.
+The backbone's batch norm uses momentum 0.01 (the reference's ``set_bn_momentum``).
+
+Module names follow that implementation, so its state dicts (``backbone.*`` with torchvision's
+ResNet names and no ``fc``, ``classifier.project.*``, ``classifier.aspp.*``,
+``classifier.classifier.*``) load strictly into a network of width 1 (:mod:`drs.segmenter_weights`).
 
 Backbone weights come through torchvision's weights API (``weights_backbone="IMAGENET1K_V1"`` or a
 ``ResNet*_Weights`` member) and only from torch hub's local cache: nothing is downloaded, and a
@@ -33,44 +41,53 @@ BACKBONES = {
 # dilation instead of stride in layer2..layer4, and the ASPP rates, per output stride
 _DILATION = {16: [False, False, True], 8: [False, True, True]}
 _ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+ASPP_DROPOUT = 0.1  # the reference's ASPP projection (torchvision's ASPP has 0.5)
+BACKBONE_BN_MOMENTUM = 0.01  # the reference's utils.set_bn_momentum(model.backbone, 0.01)
 
 
-class Decoder(nn.Module):
-    """The V3+ decoder: ASPP features upsampled to the stride-4 features and fused with them."""
+class DeepLabHeadV3Plus(nn.Module):
+    """ASPP on the deepest features, fused with a projection of the stride-4 features.
 
-    def __init__(self, low_channels: int, aspp_channels: int, num_classes: int, width: float = 1.0):
+    ``aspp`` is torchvision's ASPP module, whose layout (``convs.0-4``, ``project``) is the
+    reference's, with its dropout set to 0.1 as the reference's."""
+
+    def __init__(self, in_channels: int, low_channels: int, num_classes: int, rates, width: float = 1.0):
         super().__init__()
         low_out, mid = _scale(48, width), _scale(256, width)
         self.project = nn.Sequential(
             nn.Conv2d(low_channels, low_out, 1, bias=False), nn.BatchNorm2d(low_out), nn.ReLU(inplace=True)
         )
-        self.fuse = nn.Sequential(
-            nn.Conv2d(aspp_channels + low_out, mid, 3, padding=1, bias=False),
+        self.aspp = ASPP(in_channels, list(rates), out_channels=mid)
+        dropout = self.aspp.project[-1]
+        assert isinstance(dropout, nn.Dropout), "torchvision's ASPP layout changed"
+        dropout.p = ASPP_DROPOUT
+        self.classifier = nn.Sequential(
+            nn.Conv2d(low_out + mid, mid, 3, padding=1, bias=False),
             nn.BatchNorm2d(mid),
             nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, padding=1, bias=False),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, num_classes, 1),
         )
-        self.classifier = nn.Conv2d(mid, num_classes, 1)
-        for m in self.modules():
+        for m in self.modules():  # the reference's _init_weight
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
 
-    def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        low = self.project(low)
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        low = self.project(features["low"])
+        high = self.aspp(features["out"])
         high = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.classifier(self.fuse(torch.cat([high, low], dim=1)))
+        return self.classifier(torch.cat([low, high], dim=1))
 
 
 class DeepLabV3Plus(nn.Module):
     """Logits (N, num_classes, H, W) at the input's size; :attr:`config` rebuilds the network."""
 
-    def __init__(self, backbone: nn.Module, aspp: nn.Module, decoder: Decoder, config: dict):
+    def __init__(self, backbone: nn.Module, classifier: DeepLabHeadV3Plus, config: dict):
         super().__init__()
         self.backbone = backbone
-        self.aspp = aspp
-        self.decoder = decoder
+        self.classifier = classifier
         self.config = dict(config)
 
     @property
@@ -87,15 +104,15 @@ class DeepLabV3Plus(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.features(x)
-        logits = self.decoder(self.aspp(feats["out"]), feats["low"])
+        logits = self.classifier(self.features(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
-    def parameter_groups(self, lr: float) -> list[dict]:
-        """The backbone at ``lr``, the new layers (ASPP, decoder) at 10 ``lr`` (as DeepLab's recipes)."""
+    def parameter_groups(self, lr: float, head_factor: float = 10.0) -> list[dict]:
+        """The backbone at ``lr``, the head (ASPP, projection, classifier) at ``head_factor`` ``lr``
+        (the reference: 0.1 x 0.05 for the backbone, 0.05 for the head)."""
         return [
             {"params": list(self.backbone.parameters()), "lr": lr},
-            {"params": list(self.aspp.parameters()) + list(self.decoder.parameters()), "lr": 10 * lr},
+            {"params": list(self.classifier.parameters()), "lr": head_factor * lr},
         ]
 
 
@@ -155,12 +172,15 @@ def deeplabv3plus(
         net = builder(weights=weights, replace_stride_with_dilation=None if basic else dilation)
     if backbone == "resnet18" or width != 1:
         _dilate(net, dilation)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = BACKBONE_BN_MOMENTUM
     body = IntermediateLayerGetter(net, return_layers={"layer1": "low", "layer4": "out"})
-    aspp_channels = _scale(256, width)
-    aspp = ASPP(_out_channels(net.layer4), list(_ASPP_RATES[output_stride]), out_channels=aspp_channels)
-    decoder = Decoder(_out_channels(net.layer1), aspp_channels, num_classes, width)
+    head = DeepLabHeadV3Plus(
+        _out_channels(net.layer4), _out_channels(net.layer1), num_classes, _ASPP_RATES[output_stride], width
+    )
     config = {"num_classes": num_classes, "backbone": backbone, "output_stride": output_stride, "width": width}
-    return DeepLabV3Plus(body, aspp, decoder, config)
+    return DeepLabV3Plus(body, head, config)
 
 
 def _scale(channels: int, width: float) -> int:

@@ -211,6 +211,10 @@ def segmenter_settings(wildcards):
 
 
 VAL_SPLIT = config["val_split"]
+TEST_SPLIT = config["evaluation"]["test_split"]
+# the checkpoint stage 7 scores: the last one, or the best on val (segmenter.val_every)
+_CHECKPOINT_FILES = {"last": "model.pt", "best_on_val": "best.pt"}
+EVAL_CHECKPOINT = _CHECKPOINT_FILES[config["evaluation"]["checkpoint"]]
 
 
 def segmentation_metrics(exp="{exp}"):

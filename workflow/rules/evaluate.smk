@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        model=res("{exp}/segmenter/model.pt"),
+        model=res(f"{{exp}}/segmenter/{EVAL_CHECKPOINT}"),
         check=DATASET_CHECK,
     output:
         predictions=directory(res(f"{{exp}}/predictions/{VAL_SPLIT}")),
@@ -22,8 +22,46 @@ rule evaluate:
         split=VAL_SPLIT,
         scales=[str(s) for s in config["evaluation"]["scales"]],
         flip=["--flip"] if config["evaluation"]["flip"] else [],
+        protocol=config["evaluation"]["protocol"],
+        crop_size=config["evaluation"]["crop_size"],
+        crf=["--crf"] if config["evaluation"]["crf"] else [],
     shell:
         "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model:q} "
         "--dataset {params.dataset:q} --split {params.split:q} "
         "--predictions {output.predictions:q} --out {output.metrics:q} "
-        "--scales {params.scales:q} {params.flip:q} --experiment {wildcards.exp:q} > {log:q} 2>&1"
+        "--scales {params.scales:q} {params.flip:q} --protocol {params.protocol:q} "
+        "--crop-size {params.crop_size:q} {params.crf:q} --crf-workers {threads} "
+        "--experiment {wildcards.exp:q} > {log:q} 2>&1"
+
+
+# The PASCAL VOC test-server submission of the main experiment: predictions of test_split (a split
+# without masks; VOC2012test's images must be in the dataset folder) in the server's layout
+# results/VOC2012/Segmentation/comp6_test_cls/<id>.png, and the .tar.gz to upload. Whole images
+# at the configured scales and flips (the reference crop is a val protocol), with the CRF if on.
+rule test_submission:
+    input:
+        model=res("{exp}/segmenter/model.pt"),
+        check=DATASET_CHECK,
+    output:
+        archive=res(f"{{exp}}/submission/{TEST_SPLIT}.tar.gz"),
+        tree=directory(res(f"{{exp}}/submission/{TEST_SPLIT}")),
+        predictions=directory(res(f"{{exp}}/predictions/{TEST_SPLIT}")),
+        record=res(f"{{exp}}/submission/{TEST_SPLIT}.json"),
+    log:
+        res("logs/test_submission/{exp}.log"),
+    conda:
+        DRS_ENV
+    threads: job_threads("gpu_job")
+    resources:
+        **job_resources("gpu_job", "test_submission"),
+    params:
+        dataset=DATASET,
+        split=TEST_SPLIT,
+        scales=[str(s) for s in config["evaluation"]["scales"]],
+        flip=["--flip"] if config["evaluation"]["flip"] else [],
+        crf=["--crf"] if config["evaluation"]["crf"] else [],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model:q} --dataset {params.dataset:q} "
+        "--split {params.split:q} --predictions {output.predictions:q} --out {output.record:q} "
+        "--scales {params.scales:q} {params.flip:q} {params.crf:q} --crf-workers {threads} "
+        "--submission {output.archive:q} --experiment {wildcards.exp:q} > {log:q} 2>&1"

@@ -8,6 +8,8 @@ rule train_segmenter:
         check=DATASET_CHECK,
     output:
         res("{exp}/segmenter/model.pt"),
+        # with segmenter.val_every: the model best on val_split too
+        *([res("{exp}/segmenter/best.pt")] if config["segmenter"]["val_every"] else []),
     log:
         res("logs/train_segmenter/{exp}.log"),
     benchmark:

@@ -1,0 +1,50 @@
+"""The protocol beside every DeepLabV3+ figure in the report, and the authors' figures for VOC runs."""
+
+from __future__ import annotations
+
+import json
+
+from drs.data.voc import VOC_CLASSES
+from drs.segmentation_protocol import protocol_lines
+from drs.report import write_report
+
+
+def _segmentation(names, crf=True, name="reference"):
+    per_class = {n: 0.5 for n in names}
+    metrics = {
+        "miou": 0.5, "pixel_accuracy": 0.8, "per_class_iou": per_class, "num_images": 1449, "split": "val",
+        "class_names": list(names), "supervision": "image",
+        "protocol": {
+            "name": name, "split": "val", "num_images": 1449, "crop": "shorter side resized to 513, 513x513 centre crop",
+            "scales": [1.0], "flip": False, "crf": {"iterations": 10} if crf else None, "checkpoint": "last",
+            "selected_on_val": False,
+        },
+    }  # fmt: skip
+    if crf:
+        metrics["crf"] = {"miou": 0.55, "pixel_accuracy": 0.81, "per_class_iou": per_class, "num_images": 1449}
+    return metrics
+
+
+def test_voc_run_shows_protocol_and_the_authors_figures(tmp_path):
+    path = tmp_path / "segmentation.json"
+    path.write_text(json.dumps(_segmentation(VOC_CLASSES)))
+    summary = tmp_path / "summary.md"
+    files = write_report({("drs", "segmentation"): path}, tmp_path / "report", summary)
+    text = summary.read_text()
+    line = next(l for l in text.splitlines() if l.startswith("- DeepLabV3+ of `drs`"))
+    assert "protocol reference" in line and "val (1449 images)" in line and "513x513 centre crop" in line
+    assert "dense CRF: 55.0% mIoU with it, 50.0% without" in line and "no flip" in line and "checkpoint last" in line
+    authors = [l for l in text.splitlines() if "the authors'" in l and "70.4% mIoU on val, 71.0% with CRF" in l]
+    assert len(authors) == 1 and "selected_on_val" in authors[0] and "--crop_val" in authors[0]
+    assert any("71.4% mIoU on test" in l and "DeepLab-V2" in l for l in text.splitlines())
+    html = files["comparison table"].read_text()
+    assert "70.4% mIoU on val" in html and "protocol reference" in html
+
+
+def test_other_datasets_get_no_authors_figures():
+    lines = protocol_lines({("drs", "segmentation"): _segmentation(["background", "a", "b"], crf=False, name="full")})
+    assert len(lines) == 1 and "protocol full" in lines[0] and "no CRF" in lines[0]
+    # metrics written before protocols were recorded: nothing to say
+    old = _segmentation(["background", "a"])
+    del old["protocol"]
+    assert protocol_lines({("drs", "segmentation"): old}) == []
