@@ -133,7 +133,8 @@ def convert_state(state: Mapping[str, Any], src: str | Path, *, drs: str, delta:
             twin = next((d for d, k in duplicates.items() if k == key), None)
             value = state.get(twin) if twin else None
         if value is None:
-            raise UserError(f"{src}: key {key!r} missing (expected shape {tuple(target.shape)})")
+            hint = " (no learnable-DRS controllers: a fixed-delta classifier? --drs fixed --delta D)" if key.endswith(".fc.0.weight") else ""
+            raise UserError(f"{src}: key {key!r} missing (expected shape {tuple(target.shape)}){hint}")
         if not isinstance(value, torch.Tensor):
             raise UserError(f"{src}: key {key!r} is not a tensor")
         if value.shape != target.shape:

@@ -136,6 +136,9 @@ def test_misfits_are_refused_naming_the_first_bad_key(tmp_path):
         IMPORTERS["classifier"](save_reference(src, differ), tmp_path / "a")
     with pytest.raises(UserError, match="21 classes but no class names"):
         IMPORTERS["classifier"](save_reference(src, dict(state, **{"extra_conv4.weight": torch.zeros(21, 64, 1, 1), "extra_conv4.bias": torch.zeros(21)})), tmp_path / "a")
+    fixed = {k: v for k, v in state.items() if ".fc." not in k}
+    with pytest.raises(UserError, match="'layer1_relu1.fc.0.weight' missing.*--drs fixed --delta D"):
+        IMPORTERS["classifier"](save_reference(src, fixed), tmp_path / "a")
     assert not (tmp_path / "a" / "model.pt").exists()
 
 
