@@ -192,9 +192,22 @@ def import_refiner(src, out, drs: str = "none", delta: float | None = None, data
     return _import("refiner", src, out, "none", None, dataset)
 
 
+def import_segmenter(src, out, drs: str = "none", delta: float | None = None, dataset=None, output_stride: int = 16) -> Path:
+    """The authors' DeepLabV3+ (``Deeplabv3_pseudo_segmentation_labels.pth``, VainF's format) as
+    ``OUT/model.pt`` of kind ``segmenter`` (:func:`drs.segmenter_weights.import_segmenter`)."""
+    from drs.data.voc import read_class_names
+    from drs.segmenter_weights import import_segmenter as convert
+
+    if drs != "none" or delta is not None:
+        raise UserError("DeepLabV3+ has no DRS modules: --drs and --delta apply to KIND classifier only")
+    names = list(read_class_names(dataset)) if dataset is not None else None
+    return convert(src, out, output_stride=output_stride, class_names=names)
+
+
 IMPORTERS: dict[str, Callable[..., Path]] = {
     "classifier": import_classifier,
     "refiner": import_refiner,
+    "segmenter": import_segmenter,
 }
 
 
@@ -204,7 +217,8 @@ def add_parser(sub) -> None:
         "import-weights",
         help="convert the DRS authors' released checkpoints into this project's model.pt",
         description="Convert a checkpoint of the reference code (qjadud1994/DRS: DRS_learnable.pth, "
-        "Refine_DRS_learnable.pth) into OUT/model.pt, usable by extract-maps and the workflow. Refuses, "
+        "Refine_DRS_learnable.pth; the DeepLabV3+ Deeplabv3_pseudo_segmentation_labels.pth) into OUT/model.pt, "
+        "usable by extract-maps, evaluate and the workflow. Refuses, "
         "naming the first bad key, anything whose keys or shapes do not fit.",
     )
     p.add_argument("kind", metavar="KIND", choices=sorted(IMPORTERS), help=f"one of {', '.join(sorted(IMPORTERS))}")
@@ -213,6 +227,10 @@ def add_parser(sub) -> None:
     p.add_argument("--drs", choices=["learnable", "fixed"], help="classifier: the DRS kind (default learnable)")
     p.add_argument("--delta", type=float, help="classifier with --drs fixed: its delta")
     p.add_argument("--dataset", help="dataset folder whose class names to record (default: VOC's 20 classes)")
+    p.add_argument(
+        "--output-stride", type=int, choices=[8, 16], default=16,
+        help="segmenter: the output stride to build the network with (default 16, the reference's)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -222,6 +240,8 @@ def _run(args) -> int:
         options.update(drs=args.drs or "learnable", delta=args.delta)
     elif args.drs is not None or args.delta is not None:
         raise UserError(f"--drs and --delta apply to KIND classifier only, not {args.kind}")
+    if args.kind == "segmenter":
+        options.update(output_stride=args.output_stride)
     path = IMPORTERS[args.kind](args.src, args.out, **options)
     print(f"wrote {path}")
     return 0

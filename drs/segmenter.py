@@ -332,15 +332,14 @@ class _BestOnVal:
 def load_segmenter(path: str | Path):
     """(DeepLabV3+ in eval mode on the CPU, the checkpoint's record without its state dict)."""
     from drs.models.deeplab import DeepLabV3Plus
-    from drs.train import load_model
+    from drs.train import StateDictMismatch, load_model
 
     try:
         return load_model(path, ("segmenter",), DeepLabV3Plus)
-    except RuntimeError as err:  # load_state_dict: keys or shapes of another network
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+    except StateDictMismatch as err:  # keys or shapes of another network
         raise UserError(
-            f"{path}: its weights do not fit this DeepLabV3+ ({first[:200]}); a model.pt from before the "
-            "reference's layout (aspp.*, decoder.*) must be retrained"
+            f"{err}; its weights do not fit this DeepLabV3+: a model.pt from before the reference's layout "
+            "(aspp.*, decoder.*) must be retrained"
         ) from None
 
 

@@ -140,6 +140,10 @@ def load_model(path: str | Path, kinds: tuple[str, ...], model_class) -> tuple[n
     return model, checkpoint
 
 
+class StateDictMismatch(UserError):
+    """A model file's state dict does not fit the network its record describes."""
+
+
 def _check_state_dict(path, model: nn.Module, state: dict) -> None:
     """UserError naming the checkpoint and its first key that the network lacks, misses or holds in
     another shape (e.g. a checkpoint of another width or number of classes)."""
@@ -147,16 +151,18 @@ def _check_state_dict(path, model: nn.Module, state: dict) -> None:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
-        raise UserError(f"{path}: state dict is missing {len(missing)} key(s) of the network, first {missing[0]!r}")
+        raise StateDictMismatch(f"{path}: state dict is missing {len(missing)} key(s) of the network, first {missing[0]!r}")
     if unexpected:
-        raise UserError(f"{path}: state dict has {len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
+        raise StateDictMismatch(f"{path}: state dict has {len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
     for key, value in expected.items():
         shape = tuple(getattr(state[key], "shape", ()))
         if not isinstance(state[key], torch.Tensor) or shape != tuple(value.shape):
-            raise UserError(
+            raise StateDictMismatch(
                 f"{path}: state dict key {key!r} has shape {shape} but the network of its model config needs "
                 f"{tuple(value.shape)} (a checkpoint of another width or number of classes?)"
             )
+
+
 _EPOCH_KEYS = ("model", "optimizer", "scaler", "epoch")
 
 

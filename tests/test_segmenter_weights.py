@@ -168,7 +168,25 @@ def test_a_model_pt_of_the_old_layout_is_named(tmp_path):
     state = {k.replace("classifier.classifier.", "decoder.classifier."): v for k, v in model.state_dict().items()}
     record = {"kind": "segmenter", "model_config": model.config, "class_names": ["background", "a", "b"]}
     torch.save({"state_dict": state, **record}, tmp_path / "model.pt")
-    with pytest.raises(UserError, match=r"model.pt: its weights do not fit this DeepLabV3\+ .*must be retrained"):
+    with pytest.raises(UserError, match=r"model.pt: state dict .*first .*do not fit this DeepLabV3\+.*must be retrained"):
         load_segmenter(tmp_path / "model.pt")
     save_model(model, record, tmp_path)  # the current layout loads
     load_segmenter(tmp_path / "model.pt")
+
+
+def test_import_weights_command_takes_the_segmenter_kind(tmp_path):
+    """`drs import-weights segmenter SRC OUT` writes the same model as the function (one command for
+    every released checkpoint); a DRS option is refused for it."""
+    from drs.cli import main
+
+    state = vainf_state_dict()
+    src = tmp_path / "Deeplabv3_pseudo_segmentation_labels.pth"
+    _save_vainf(src, state)
+    assert main(["import-weights", "segmenter", str(src), str(tmp_path / "cli"), "--output-stride", "8"]) == 0
+    model, record = load_segmenter(tmp_path / "cli" / "model.pt")
+    assert record["model_config"]["output_stride"] == 8
+    assert record["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    x = torch.randn(1, 3, 33, 41)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), their_forward(state, x, 8), rtol=1e-4, atol=1e-3)
+    assert main(["import-weights", "segmenter", str(src), str(tmp_path / "bad"), "--drs", "fixed"]) == 2
