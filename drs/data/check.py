@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from drs.data.voc import (
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
 from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES
+from drs.workers import map_in_workers
 
 
 @dataclass(frozen=True)
@@ -221,11 +221,8 @@ def check_dataset(
 
     workers = workers or min(usable_cores(), 8)
     todo = list(tasks.values())
-    if workers > 1 and len(todo) > 64:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_check_one, todo, chunksize=64))
-    else:
-        results = [_check_one(t) for t in todo]
+    # few files: checked inline; else by workers that die with this process
+    results = map_in_workers(_check_one, todo, workers if len(todo) > 64 else 1, chunksize=64)
     for found in results:
         problems += found
     if saliency_check == "optional":

@@ -22,7 +22,6 @@ import colorsys
 import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from drs.data.voc import (
 from drs.data.synth_spec import SynthSpec, class_hue
 from drs.errors import UserError
 from drs.fileio import publishing_dir, usable_cores
+from drs.workers import map_in_workers
 
 log = logging.getLogger("drs.synth")
 
@@ -251,12 +251,7 @@ def generate(out: str | Path, spec: SynthSpec, workers: int | None = None) -> Pa
         for sub in (IMAGE_DIR, MASK_DIR, PART_DIR, SALIENCY_DIR, str(SPLIT_DIR)):
             (staging / sub).mkdir(parents=True, exist_ok=True)
         jobs = [(spec, split, si, i, str(staging)) for si, split in enumerate(SPLITS) for i in range(counts[split])]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                list(pool.map(_write_one, jobs, chunksize=16))
-        else:
-            for job in jobs:
-                _write_one(job)
+        map_in_workers(_write_one, jobs, workers, chunksize=16)  # workers die with this process
         for split in SPLITS:
             ids = [image_id(split, i) for i in range(counts[split])]
             (staging / SPLIT_DIR / f"{split}.txt").write_text("\n".join(ids) + "\n")
