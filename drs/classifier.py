@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from drs.errors import UserError
 from drs.fileio import json_object
 from drs.settings import NetworkSettings
 
@@ -33,16 +34,19 @@ class ClassifierSettings(NetworkSettings):
 def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, delta: float | None):
     from drs.models.vgg import drs_vgg16
 
-    return drs_vgg16(
-        num_classes,
-        drs=drs,
-        delta=delta,
-        width=settings.width,
-        batch_norm=settings.batch_norm,
-        extra_batch_norm=settings.extra_batch_norm,
-        stages=settings.stages,
-        weights=settings.weights,
-    )
+    try:
+        return drs_vgg16(
+            num_classes,
+            drs=drs,
+            delta=delta,
+            width=settings.width,
+            batch_norm=settings.batch_norm,
+            extra_batch_norm=settings.extra_batch_norm,
+            stages=settings.stages,
+            weights=settings.weights,
+        )
+    except ValueError as err:  # the builder names the value at fault
+        raise UserError(f"{settings.section} settings: {err}") from None
 
 
 def train_classifier(

@@ -162,15 +162,18 @@ def train_refiner(
     voc = VOCDataset(dataset, split)
     data = RefineSet(voc, store, settings.input_size, settings.crop_size, settings.random_crop)
     seed_everything(settings.seed)
-    model = drs_vgg16(
-        voc.num_classes,
-        drs="none",
-        width=settings.width,
-        batch_norm=settings.batch_norm,
-        extra_batch_norm=settings.extra_batch_norm,
-        stages=settings.stages,
-        weights=settings.weights,
-    )
+    try:
+        model = drs_vgg16(
+            voc.num_classes,
+            drs="none",
+            width=settings.width,
+            batch_norm=settings.batch_norm,
+            extra_batch_norm=settings.extra_batch_norm,
+            stages=settings.stages,
+            weights=settings.weights,
+        )
+    except ValueError as err:  # the builder names the value at fault
+        raise UserError(f"{settings.section} settings: {err}") from None
     init_new_layers(model, settings.new_layer_init)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     loader = settings.loader(data)

@@ -508,3 +508,10 @@ def test_check_config_command(tmp_path, capsys):
     unknown.write_text((REPO / "config.yaml").read_text() + "\nepochs: 3\n")
     assert main(["check-config", str(unknown)]) == 2
     assert "config key 'epochs': unknown key" in capsys.readouterr().err
+
+
+def test_train_classifier_network_shape_named(dataset, tmp_path, capsys):
+    settings = json.dumps({**CLASSIFIER, "stages": 9})
+    rc = main(["train-classifier", "--dataset", str(dataset), "--out", str(tmp_path / "c"), "--settings", settings])
+    assert rc == 2
+    assert "classifier settings: stages 9: expected one of [3, 4, 5]" in capsys.readouterr().err
