@@ -27,7 +27,7 @@ RAW = t(
 def test_each_kept_class_is_divided_by_its_own_maximum():
     out = combine([RAW], np.array([1, 2]), (2, 2))
     expected = t([[[0.0, 0.25], [0.5, 1.0]], [[0.0, 1.0], [0.0, 0.5]]])
-    assert out.shape == (2, 2, 2)
+    assert out.shape == (2, 2, 2) and float(out.max()) <= 1.0  # a peak is 1 at most, never above
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
 
 
@@ -87,6 +87,9 @@ def test_forward_scales_resizes_and_flips_the_flipped_pass_back():
     # the model saw the mirrored image; its output, mirrored back, puts the image where it was
     # (the position-dependent ramp is what ends up mirrored)
     torch.testing.assert_close(flipped, t([[11.0, 2.0], [13.0, 4.0]]))
+    # the 4x4 scale: the image resized bilinearly (align_corners=False), by hand
+    resized = t([[1.0, 1.25, 1.75, 2.0], [1.5, 1.75, 2.25, 2.5], [2.5, 2.75, 3.25, 3.5], [3.0, 3.25, 3.75, 4.0]])
+    torch.testing.assert_close(outputs[2][0], resized + t([0.0, 10.0, 20.0, 30.0]))
     # without flip, one map per scale
     (outputs,) = forward_scales(_PositionModel(), [image], scales=[2, 4], flip=False, device=torch.device("cpu"))
     assert len(outputs) == 2

@@ -149,3 +149,83 @@ def test_a_save_never_shows_a_partial_file_under_the_final_name(tmp_path, monkey
     atomic_save({"n": 2}, path)
     assert observed == [True, True] and load_checkpoint(path)["n"] == 2
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+# ---------------------------------------------------------------- resumption, logging, loss pairs
+
+
+class _Counting:
+    """step_loss that counts its calls (and checks the forward ran in float32: no autocast on CPU)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, batch, device):
+        self.calls += 1
+        out = model(batch[0].to(device))
+        assert out.dtype == torch.float32
+        return nn.functional.cross_entropy(out, batch[1].to(device))
+
+
+def test_fit_resumes_after_an_interruption_and_ends_like_an_uninterrupted_run(tmp_path, caplog):
+    x, y = _blobs()
+
+    def run(out, stop=None, count=None):
+        torch.manual_seed(1)
+        model = nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)  # momentum: state to resume
+        fit(model, optimizer, _loader(x, y), count or _Counting(), LoopSettings(epochs=3, seed=5, log_every=100),
+            out, device=CPU, extra_state={"tag": "a"}, stop_after_steps=stop)  # fmt: skip
+        return model
+
+    whole = run(tmp_path / "whole")
+    steps = len(_loader(x, y))  # 4 per epoch
+    first = _Counting()
+    with pytest.raises(KeyboardInterrupt, match="stopped after 6 steps"):
+        run(tmp_path / "cut", stop=6, count=first)  # in epoch 2
+    assert first.calls == 6 and load_checkpoint(tmp_path / "cut" / train.LAST_CHECKPOINT)["epoch"] == 1
+    second = _Counting()
+    with caplog.at_level("INFO", logger="drs.train"):
+        resumed = run(tmp_path / "cut", count=second)
+    assert "resuming from" in caplog.text and "after epoch 1 of 3" in caplog.text
+    assert second.calls == 2 * steps  # epochs 2 and 3 only
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fit_logs_the_running_loss(tmp_path, caplog):
+    """The logged loss is the running mean: the first step's loss, then 0.9 x running + 0.1 x loss."""
+    weight = nn.Parameter(torch.zeros(()))
+    model = nn.Module()
+    model.weight = weight
+    values = iter([1.0, 2.0, 3.0, 4.0])
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    loader = DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2, generator=torch.Generator())
+    with caplog.at_level("INFO", logger="drs.train"):
+        fit(model, optimizer, loader, lambda m, b, d: m.weight * 0 + next(values), LoopSettings(epochs=1, log_every=2),
+            tmp_path, name="toy", device=CPU)  # fmt: skip
+    # running: 1, 1.1, 1.29, 1.561
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("toy epoch 1/1 step 2/4 loss 1.1000 lr 1.00e-01 ") for m in messages), messages
+    assert f"toy: epoch 1/1 done, loss 1.5610, checkpoint {tmp_path / train.LAST_CHECKPOINT}" in messages
+    assert optimizer.param_groups[0]["lr"] == 0.1  # no schedule: the base rate
+
+
+def test_sum_and_count_loss_under_several_processes(monkeypatch):
+    """Two processes holding the same (sum, count): the loss to backpropagate is this process's sum
+    over the global count times the process count (DDP then averages the gradients), the reported
+    loss the global mean."""
+    from drs import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "all_reduce_mean", lambda value: value.detach().clone())
+    total = torch.tensor(6.0, requires_grad=True)
+    loss, reported = train._batch_loss((total, torch.tensor(4)), distributed=True)
+    assert loss.item() == pytest.approx(6.0 * 2 / 8) and reported.item() == pytest.approx(12 / 8)
+    loss.backward()
+    assert total.grad.item() == pytest.approx(2 / 8)
+    loss, reported = train._batch_loss((total, 0), distributed=True)  # nothing counted anywhere
+    assert loss.item() == pytest.approx(6.0 * 2) and reported.item() == pytest.approx(12.0)
+    mean = torch.tensor(0.5)
+    loss, reported = train._batch_loss(mean, distributed=True)
+    assert loss is mean and reported.item() == 0.5
