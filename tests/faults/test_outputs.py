@@ -155,8 +155,10 @@ def test_evaluate_never_replaces_the_saliency_maps(own_data, tmp_path, monkeypat
             self.class_names, self.scales, self.record = names, tuple(scales), {}
             self.device = SimpleNamespace(type="cpu")
 
-        def __call__(self, image):
-            return np.zeros(image.shape[:2], np.uint8)
+        def scores(self, image):  # everything background
+            scores = np.zeros((len(names), *image.shape[:2]), np.float32)
+            scores[0] = 1.0
+            return scores
 
     monkeypatch.setattr(drs.evaluate, "Predictor", Background)
     saliency = root / "saliency_map"
