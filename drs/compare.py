@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_save_image, atomic_write_text
 
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
@@ -111,8 +111,6 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def _run(args) -> int:
-    from PIL import Image
-
     runs = {}
     for name, path in _pairs(args.runs, "--runs").items():
         try:
@@ -125,6 +123,6 @@ def _run(args) -> int:
     if args.figure:
         if not args.stores:
             raise UserError("--figure needs --stores NAME=STORE ...")
-        Image.fromarray(comparison_figure(_pairs(args.stores, "--stores"), count=args.images)).save(args.figure)
+        atomic_save_image(args.figure, comparison_figure(_pairs(args.stores, "--stores"), count=args.images))
         print(f"wrote {args.figure}")
     return 0
