@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text, json_object
+from drs.fileio import atomic_save_image, atomic_write_text, json_object
 
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
@@ -126,8 +126,6 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def _run(args) -> int:
-    from PIL import Image
-
     runs = {name: load_run(path) for name, path in _pairs(args.runs, "--runs").items()}
     table = comparison_table(runs)
     atomic_write_text(args.out, table)
@@ -135,6 +133,6 @@ def _run(args) -> int:
     if args.figure:
         if not args.stores:
             raise UserError("--figure needs --stores NAME=STORE ...")
-        Image.fromarray(comparison_figure(_pairs(args.stores, "--stores"), count=args.images)).save(args.figure)
+        atomic_save_image(args.figure, comparison_figure(_pairs(args.stores, "--stores"), count=args.images))
         print(f"wrote {args.figure}")
     return 0

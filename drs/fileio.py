@@ -225,6 +225,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_save_image(path: str | Path, array) -> Path:
+    """An RGB or grey uint8 array as an image file (format from the suffix, PNG if unknown), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    kind = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    with atomic_file(path) as tmp:
+        Image.fromarray(array).save(tmp, format=kind)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """:func:`atomic_write_bytes` of UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))

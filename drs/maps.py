@@ -702,12 +702,9 @@ def _run(args) -> int:
         raise UserError("--id and --out go together: --id ID --out PNG draws that image's maps")
     with MapStore(args.store) as store:
         if args.image_id is not None:
-            from PIL import Image
+            from drs.fileio import atomic_save_image
 
-            picture = overlay(store, args.image_id, args.dataset)
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture).save(out)
+            out = atomic_save_image(args.out, overlay(store, args.image_id, args.dataset))
             print(out)
             return 0
         info = summary(store)

@@ -390,6 +390,19 @@ def test_report_files_on_a_full_disk(small_disk):
     assert sorted(p.name for p in small_disk.iterdir()) == ["summary.md"]
 
 
+def test_overlay_picture_on_a_full_disk(data, small_disk, capsys):
+    root, store = data
+    out = small_disk / "overlay.png"
+    out.write_bytes(b"the previous picture")
+    _fill(small_disk, 0)
+    image_id = VOCDataset(root, "train").ids[0]
+    assert main(["inspect", str(store), "--id", image_id, "--out", str(out), "--dataset", str(root)]) == 2
+    assert _error_lines(capsys.readouterr().err) == [f"drs inspect: error: {out}: no space left on device; the "
+                                                     "partial output was removed, free some space and run again"]  # fmt: skip
+    assert out.read_bytes() == b"the previous picture"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "overlay.png"]
+
+
 # -- 9, simulated: a write raising ENOSPC (runs where no tmpfs can be mounted) ----------------------
 def _no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
