@@ -59,13 +59,16 @@ def reference_score(
     bg_threshold: float = 0.2,
     saliency: str = "saliency_map",
     saliency_threshold: float | None = SALIENCY_THRESHOLD,
+    missing_saliency: str = "error",
 ) -> dict:
     """Score a map store's images the reference's way, on ``split`` (default: the store's own):
     its images must all be in the store. Returns miou, pixel_accuracy, per_class_iou, num_images and
-    ``protocol``."""
+    ``protocol``. An image without a saliency map is an error, or uses the background threshold
+    with ``missing_saliency="threshold"`` (as in :func:`drs.pseudo_labels.threshold_images`)."""
     from drs.data.voc import VOCDataset
     from drs.maps import MapStore
     from drs.metrics import SegmentationScore
+    from drs.pseudo_labels import threshold_images
 
     with MapStore(store_path) as store:
         root = dataset or store.attrs.get("dataset")
@@ -80,11 +83,14 @@ def reference_score(
                 f"{store_path}: {len(missing)} image(s) of split {split!r} (e.g. {missing[0]!r}) have no maps; the "
                 f"reference protocol scores the split {split!r}, which must lie within the store's split {store.split!r}"
             )
-        use_saliency = saliency != "none" and voc.has_saliency
+        use_saliency = saliency != "none"
+        threshold_ids = threshold_images(voc, voc.ids, saliency, missing_saliency, bg_threshold)
         score = SegmentationScore(len(names))
         for image_id in voc.ids:
             record = store.read(image_id)
-            sal = voc.load_saliency(image_id) if use_saliency else None
+            sal = None
+            if use_saliency and image_id not in threshold_ids:
+                sal = voc.load_saliency(image_id, size=tuple(record.size))
             label = reference_label(record.classes, record.float(), sal, alpha, bg_threshold, saliency_threshold)
             try:
                 score.add(label, voc.load_mask(image_id))
@@ -97,6 +103,7 @@ def reference_score(
     result["protocol"] = protocol(
         "reference", split, result["num_images"], saliency_threshold if use_saliency else None,
         background_cue="saliency" if use_saliency else "threshold", alpha=alpha, store=str(store_path),
+        threshold_images=len(threshold_ids),
     )  # fmt: skip
     return result
 
@@ -120,12 +127,16 @@ def add_protocols(result: dict, reference: dict | None, saliency_threshold, head
 def add_arguments(parser, store_flag: bool = False) -> None:
     """The command-line options of the reference protocol (eval-maps, score-labels)."""
     if store_flag:  # score-labels: the map store and the rule's settings the reference labels need
-        from drs.pseudo_labels import SALIENCY_MODES, add_saliency_threshold_argument
+        from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES, add_saliency_threshold_argument
 
         parser.add_argument("--store", help="map store the labels came from: also score it the reference's way")
         parser.add_argument("--alpha", type=float, default=0.2, help="with --store: object cue threshold (default 0.2)")
         parser.add_argument("--bg-threshold", type=float, default=0.2, help="with --store: background score without saliency")
         parser.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="with --store: background cue")
+        parser.add_argument(
+            "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
+            help="with --store: an image without a saliency map: error (default), or use the background threshold",
+        )  # fmt: skip
         add_saliency_threshold_argument(parser)
     parser.add_argument(
         "--reference-split", help="split the reference protocol scores (default: the store's; VOC: train, 1,464 images)"
@@ -142,7 +153,8 @@ def apply(result: dict, args, store: str | None) -> dict:
     reference = None
     if store:
         reference = reference_score(
-            store, args.dataset, args.reference_split, args.alpha, args.bg_threshold, args.saliency, args.saliency_threshold
-        )
+            store, args.dataset, args.reference_split, args.alpha, args.bg_threshold, args.saliency,
+            args.saliency_threshold, getattr(args, "missing_saliency", "error"),
+        )  # fmt: skip
     threshold = args.saliency_threshold if getattr(args, "saliency", "saliency_map") != "none" else None
     return add_protocols(result, reference, threshold, args.headline_protocol)

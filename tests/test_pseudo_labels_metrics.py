@@ -95,9 +95,9 @@ def test_paper_defaults_background_threshold_and_conflict_score():
 def test_a_map_equal_to_alpha_is_kept_and_a_score_equal_to_the_conflict_score_is_no_conflict():
     label = pseudo_label(np.array([3]), np.full((1, 1, 1), 0.25), None, alpha=0.25, bg_threshold=0.2)
     assert label.tolist() == [[3]]
-    # background 0.5 and two cues of exactly 0.5: not "more than two above 0.5"
+    # background 0.5 (continuous saliency) and two cues of exactly 0.5: not "more than two above 0.5"
     sal = np.full((1, 1), 0.5, np.float32)
-    label = pseudo_label(np.array([1, 2]), np.full((2, 1, 1), 0.5), sal, alpha=0.2, conflict_score=0.5)
+    label = pseudo_label(np.array([1, 2]), np.full((2, 1, 1), 0.5), sal, alpha=0.2, conflict_score=0.5, saliency_threshold=None)
     assert label.tolist() == [[0]]
 
 

@@ -52,9 +52,11 @@ rule eval_refined:
         saliency=config["pseudo_labels"]["saliency"],
         bg_threshold=config["pseudo_labels"]["bg_threshold"],
         saliency_threshold=SALIENCY_THRESHOLD,
+        missing_saliency=config["pseudo_labels"]["missing_saliency"],
         protocol=PROTOCOL_ARGS,
     shell:
         "python -m drs score-labels {input.labels:q} --dataset {params.dataset:q} "
         "--split {params.split:q} --out {output:q} --store {input.store:q} --alpha {params.alpha:q} "
         "--saliency {params.saliency:q} --bg-threshold {params.bg_threshold:q} "
+        "--missing-saliency {params.missing_saliency:q} "
         "--saliency-threshold {params.saliency_threshold:q} {params.protocol:q} > {log:q} 2>&1"
