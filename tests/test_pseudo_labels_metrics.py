@@ -104,8 +104,8 @@ def test_a_map_equal_to_alpha_is_kept_and_a_score_equal_to_the_conflict_score_is
 def test_metric_accumulates_over_images():
     score = SegmentationScore(2)
     assert score.matrix.dtype == np.int64
+    score.add(np.array([[1, 255]], np.uint8), np.array([[0, 1]], np.uint8))  # one ignored, first
     score.add(np.array([[0, 1]], np.uint8), np.array([[0, 1]], np.uint8))
-    score.add(np.array([[1, 255]], np.uint8), np.array([[0, 1]], np.uint8))
     result = score.result(["bg", "a"])
     assert result["num_images"] == 2
     assert result["confusion_matrix"] == [[1, 1], [0, 1]]  # both images counted
