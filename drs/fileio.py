@@ -145,6 +145,11 @@ class RecordingWriter:
     def flush(self) -> None:
         self.file.flush()
 
+    @property
+    def name(self) -> str:
+        """The path being written (the open file's)."""
+        return self.file.name
+
 
 # -- one writer per output -------------------------------------------------------------------------
 def lock_path(out: str | Path) -> Path:

@@ -113,7 +113,7 @@ def test_evaluate_with_crf_records_both(model, data, tmp_path):
     assert 0 <= result["miou"] <= 1 and 0 <= result["crf"]["miou"] <= 1
     assert result["crf"]["num_images"] == 3 and set(result["crf"]["per_class_iou"]) == set(result["per_class_iou"])
     assert result["protocol"]["crf"]["bilateral_sxy"] == 67 and result["protocol"]["crf"]["iterations"] == 10
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == sorted(f"{i}.png" for i in _ids(data, "val"))
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == sorted(f"{i}.png" for i in _ids(data, "val"))
 
 
 def _ids(root, split):

@@ -62,10 +62,12 @@ def test_maps_are_upsampled_to_the_image_size_bilinearly():
     assert out.shape == (1, 3, 4) and torch.allclose(out, torch.ones(1, 3, 4), atol=1e-4)
 
 
-def test_refined_maps_are_clipped_not_normalised():
+def test_refined_maps_are_neither_clipped_nor_normalised():
+    """The refiner's outputs enter as they are (the reference's pseudo_seg_label_gen.py): only
+    negatives are cut (its maximum starts from 0), nothing is max-normalised or clipped at 1."""
     raw = t([[[0.2, 0.4], [1.5, -0.3]]])
     out = combine([raw], np.array([1]), (2, 2), normalize=False)
-    torch.testing.assert_close(out, t([[[0.2, 0.4], [1.0, 0.0]]]))
+    torch.testing.assert_close(out, t([[[0.2, 0.4], [1.5, 0.0]]]))
 
 
 class _PositionModel:

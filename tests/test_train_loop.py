@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from drs import train
+from drs.errors import UserError
 from drs.train import LoopSettings, atomic_save, fit, load_checkpoint, save_model
 
 CPU = torch.device("cpu")
@@ -103,9 +104,14 @@ def test_sum_and_count_loss_is_divided_by_the_count():
 
 
 def _failing_save(obj, f, *args, **kwargs):
-    """torch.save that dies half-way: some bytes reach the file, then the disk is 'full'."""
-    with open(f, "wb") as out:
-        out.write(b"PK\x03\x04 partial")
+    """torch.save that dies half-way: some bytes reach the file (a path or an open file), then the
+    disk is 'full'."""
+    if hasattr(f, "write"):
+        f.write(b"PK\x03\x04 partial")
+        f.flush()
+    else:
+        with open(f, "wb") as out:
+            out.write(b"PK\x03\x04 partial")
     raise OSError(28, "No space left on device")
 
 
@@ -114,7 +120,7 @@ def test_a_crash_while_saving_keeps_the_previous_file(tmp_path, monkeypatch, nam
     path = tmp_path / name
     atomic_save({"epoch": 1, "w": torch.ones(3)}, path)
     monkeypatch.setattr(torch, "save", _failing_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(UserError, match="no space left"):  # one error naming the path
         atomic_save({"epoch": 2, "w": torch.zeros(3)}, path)
     previous = load_checkpoint(path)  # still the complete previous file
     assert previous["epoch"] == 1 and torch.equal(previous["w"], torch.ones(3))
@@ -128,7 +134,7 @@ def test_a_crash_while_saving_the_model_keeps_the_previous_model(tmp_path, monke
     expected = {k: v.clone() for k, v in model.state_dict().items()}
     monkeypatch.setattr(torch, "save", _failing_save)
     nn.init.zeros_(model.weight)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="no space left"):
         save_model(model, {"kind": "test"}, tmp_path)
     kept = load_checkpoint(first)
     assert kept["kind"] == "test" and torch.equal(kept["state_dict"]["weight"], expected["weight"])
@@ -141,7 +147,8 @@ def test_a_save_never_shows_a_partial_file_under_the_final_name(tmp_path, monkey
     observed = []
 
     def watching_save(obj, f, *args, **kwargs):
-        observed.append(Path(f) != path and (not path.exists() or load_checkpoint(path)["n"] == obj["n"] - 1))
+        target = Path(f.name if hasattr(f, "name") else f)  # the open temporary file, or a path
+        observed.append(target != path and (not path.exists() or load_checkpoint(path)["n"] == obj["n"] - 1))
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", watching_save)
