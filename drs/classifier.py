@@ -31,7 +31,7 @@ class ClassifierSettings(NetworkSettings):
     weight_decay: float = 0.0005
 
 
-def build_classifier(num_classes: int, settings: ClassifierSettings, drs: str, delta: float | None):
+def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delta: float | None):
     from drs.models.vgg import drs_vgg16
 
     try:

@@ -152,28 +152,17 @@ def train_refiner(
     import torch
     import torch.nn.functional as F
 
+    from drs.classifier import build_classifier
     from drs.data.fingerprint import split_fingerprint
     from drs.data.voc import VOCDataset
     from drs.extract import file_sha256
-    from drs.models.vgg import drs_vgg16
     from drs.train import fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)
     voc = VOCDataset(dataset, split)
     data = RefineSet(voc, store, settings.input_size, settings.crop_size, settings.random_crop)
     seed_everything(settings.seed)
-    try:
-        model = drs_vgg16(
-            voc.num_classes,
-            drs="none",
-            width=settings.width,
-            batch_norm=settings.batch_norm,
-            extra_batch_norm=settings.extra_batch_norm,
-            stages=settings.stages,
-            weights=settings.weights,
-        )
-    except ValueError as err:  # the builder names the value at fault
-        raise UserError(f"{settings.section} settings: {err}") from None
+    model = build_classifier(voc.num_classes, settings, drs="none", delta=None)  # the same network, no DRS
     init_new_layers(model, settings.new_layer_init)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     loader = settings.loader(data)
