@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.fileio import atomic_write_text
+from drs.fileio import atomic_write_text, check_outside_dataset
 
 log = logging.getLogger("drs.compare_labels")
 
@@ -116,6 +116,7 @@ def _run(args) -> int:
     names = list(read_class_names(args.dataset)) if args.dataset else None
     result = compare_labels(args.a, args.b, names)
     if args.out:
+        check_outside_dataset(args.out, args.dataset)
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(
         f"{result['num_images']} images: {100 * result['pixel_agreement']:.1f}% of pixels agree "

@@ -227,6 +227,7 @@ def add_parser(sub) -> None:
     p.add_argument("--drs", choices=["learnable", "fixed"], help="classifier: the DRS kind (default learnable)")
     p.add_argument("--delta", type=float, help="classifier with --drs fixed: its delta")
     p.add_argument("--dataset", help="dataset folder whose class names to record (default: VOC's 20 classes)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing OUT/model.pt")
     p.add_argument(
         "--output-stride", type=int, choices=[8, 16], default=16,
         help="segmenter: the output stride to build the network with (default 16, the reference's)",
@@ -242,6 +243,9 @@ def _run(args) -> int:
         raise UserError(f"--drs and --delta apply to KIND classifier only, not {args.kind}")
     if args.kind == "segmenter":
         options.update(output_stride=args.output_stride)
+    existing = Path(args.out) / "model.pt"
+    if existing.exists() and not args.replace:  # e.g. a model trained here: never overwritten silently
+        raise UserError(f"{existing}: exists; pass --replace to overwrite it, or pick another OUT")
     path = IMPORTERS[args.kind](args.src, args.out, **options)
     print(f"wrote {path}")
     return 0

@@ -50,3 +50,14 @@ def test_errors_and_command_line(tmp_path, capsys):
     assert main(["compare-labels", str(a), str(b), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["miou"] == 1.0 and "100.0% of pixels agree" in capsys.readouterr().out
     assert main(["compare-labels", str(a), str(tmp_path / "none")]) == 2
+
+
+def test_compare_labels_writes_nothing_inside_the_dataset(tmp_path):
+    dataset = tmp_path / "ds"
+    (dataset / "SegmentationClass").mkdir(parents=True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        save_label_png(folder / "x.png", np.zeros((2, 2), np.uint8))
+    assert main(["compare-labels", str(a), str(b), "--dataset", str(dataset), "--out", str(dataset / "c.json")]) == 2
+    assert not (dataset / "c.json").exists()

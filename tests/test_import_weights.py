@@ -149,3 +149,16 @@ def test_command_line(tmp_path, capsys):
     assert record["drs"] == "fixed" and record["delta"] == 0.55 and model.config["drs"] == "fixed"
     assert main(["import-weights", "refiner", str(src), str(tmp_path / "r"), "--delta", "0.5"]) == 2
     assert "classifier only" in capsys.readouterr().err
+
+
+def test_import_weights_never_overwrites_a_model_silently(tmp_path, capsys):
+    """OUT/model.pt may be a model trained here: the command refuses to replace it without --replace."""
+    from drs.cli import main
+
+    out = tmp_path / "trained"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"a trained model")
+    for kind in ("classifier", "refiner", "segmenter"):
+        assert main(["import-weights", kind, str(tmp_path / "any.pth"), str(out)]) == 2
+        assert "--replace" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == b"a trained model"
