@@ -28,6 +28,7 @@ import numpy as np
 from drs import __version__
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
+from drs.malloc import release_free_memory
 
 log = logging.getLogger("drs.extract")
 
@@ -107,6 +108,10 @@ def localization_maps(
                 maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
                 maps = (maps * 255).round_().to(torch.uint8).cpu().numpy()
             yield image_id, classes, maps
+        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
+        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
+        del images, tensors, per_image, raw
+        release_free_memory()
 
 
 def extract_maps(
