@@ -161,3 +161,16 @@ def test_output_pinned_for_a_fixed_seed(tmp_path):
         if name != "synthetic.json":
             digest.update(f"{name}\0{file_hash}\n".encode())
     assert digest.hexdigest() == PINNED_DIGEST
+
+
+@pytest.mark.parametrize("shape", [(448, 448), (64, 64), (100, 37), (5, 5)])
+def test_upscale_cubic_is_skimage_resize_bit_for_bit(shape):
+    from skimage import transform
+
+    from drs.data.spline_zoom import upscale_cubic
+
+    grid = np.random.default_rng(shape[0]).uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
+    want = transform.resize(grid, (*shape, 3), order=3, mode="reflect", anti_aliasing=False)
+    got = upscale_cubic(grid, shape)
+    assert got.dtype == want.dtype == np.float32
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -38,6 +38,7 @@ from drs.data.voc import (
     SPLIT_DIR,
     save_label_png,
 )
+from drs.data.spline_zoom import upscale_cubic
 from drs.data.synth_spec import SynthSpec, class_hue
 from drs.errors import UserError
 from drs.fileio import publishing_dir, usable_cores
@@ -56,10 +57,9 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 # -- drawing ---------------------------------------------------------------------------------------
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour field with fine grain."""
-    from skimage import transform
-
     coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
-    field_ = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False)
+    # = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False), bit for bit
+    field_ = upscale_cubic(coarse, (size, size))
     field_ = 0.6 * field_ + 0.4 * field_.mean(axis=2, keepdims=True)  # muted colours
     return field_ + rng.normal(0, 6, size=(size, size, 3)).astype(np.float32)
 
