@@ -61,7 +61,14 @@ def _axis_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, w
 
 
-_BLOCK_ROWS = 64
+_BLOCK_ROWS = 128
+
+
+def _runs(index: np.ndarray) -> list[tuple[int, slice]]:
+    """(value, slice) for each run of equal values in a 1-d index array."""
+    edges = np.flatnonzero(np.diff(index)) + 1
+    bounds = [0, *edges.tolist(), index.size]
+    return [(int(index[a]), slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _accumulate(coef, rows, w_rows, cols, w_cols, chans, w_chans, total) -> None:
@@ -70,10 +77,14 @@ def _accumulate(coef, rows, w_rows, cols, w_cols, chans, w_chans, total) -> None
     # products by a channel weight, computed once per distinct (input channel, weight)
     uses = sorted({(int(chans[c, k]), float(w_chans[c, k])) for c in range(channels) for k in range(ORDER + 1)})
     scaled = {use: np.empty(total.shape[1:]) for use in uses}
+    by_col = np.empty(total.shape)
+    col_runs = [_runs(cols[:, j]) for j in range(ORDER + 1)]
     for i in range(ORDER + 1):
         by_row = coef[:, rows[:, i]] * w_rows[None, :, i, None]  # (C, rows, w)
         for j in range(ORDER + 1):
-            by_col = by_row[:, :, cols[:, j]] * w_cols[None, None, :, j]  # (C, rows, W)
+            # by_col[:, :, x] = by_row[:, :, cols[x, j]] * w_cols[x, j], one run of equal columns at a time
+            for col, run in col_runs[j]:
+                np.multiply(by_row[:, :, col, None], w_cols[None, None, run, j], out=by_col[:, :, run])
             for (chan, weight), out in scaled.items():
                 np.multiply(by_col[chan], weight, out=out)
             for c in range(channels):

@@ -82,8 +82,9 @@ def _random_shape(rng: np.random.Generator, size: int, scale: tuple[float, float
     return mask
 
 
-def _stripes(size: int, angle: float, period: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+def _stripes(where: np.ndarray, angle: float, period: float) -> np.ndarray:
+    """The stripe phase (bool) at the pixels of the mask ``where``, in their row-major order."""
+    yy, xx = (coord.astype(np.float32) for coord in np.nonzero(where))
     v = xx * np.cos(angle) + yy * np.sin(angle)
     return (np.floor(v / period) % 2).astype(bool)
 
@@ -130,16 +131,15 @@ def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, 
     tint /= np.linalg.norm(tint) + 1e-6
     colour = base + spec.body_class_signal * 90.0 * tint
     shade = transform.resize(rng.normal(1.0, 0.12, (6, 6)), (size, size), order=1, mode="reflect")
-    body_pixels = colour[None, None, :] * shade[..., None] + rng.normal(0, 5, (size, size, 3))
-    image[obj.body] = body_pixels[obj.body]
+    # the noise is drawn for the whole image (the random stream stays as it was), used on the body
+    image[obj.body] = colour[None, :] * shade[obj.body][:, None] + rng.normal(0, 5, (size, size, 3))[obj.body]
     # part: class-specific hue and stripe angle, strong contrast
     hue = class_hue(obj.cls, spec.num_classes)
     light, dark = _hsv(hue, 0.9, 0.95), _hsv(hue, 0.9, 0.35)
     diameter = max(3.0, spec.part_size * np.mean(spec.object_size))
     angle = np.pi * (obj.cls - 1) / spec.num_classes
-    stripes = _stripes(size, angle, max(1.5, diameter / 5))
-    part_pixels = np.where(stripes[..., None], light, dark) + rng.normal(0, 5, (size, size, 3))
-    image[obj.part] = part_pixels[obj.part]
+    stripes = _stripes(obj.part, angle, max(1.5, diameter / 5))
+    image[obj.part] = np.where(stripes[:, None], light, dark) + rng.normal(0, 5, (size, size, 3))[obj.part]
 
 
 def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarray], clutter: list[np.ndarray]) -> np.ndarray:
