@@ -174,3 +174,30 @@ def test_upscale_cubic_is_skimage_resize_bit_for_bit(shape):
     got = upscale_cubic(grid, shape)
     assert got.dtype == want.dtype == np.float32
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("shape", [(448, 448), (64, 64), (100, 37), (6, 6)])
+def test_upscale_linear_is_skimage_resize_bit_for_bit(shape):
+    from skimage import transform
+
+    from drs.data.spline_zoom import upscale_linear
+
+    grid = np.random.default_rng(shape[1]).normal(1.0, 0.12, (6, 6))
+    want = transform.resize(grid, shape, order=1, mode="reflect")
+    got = upscale_linear(grid, shape)
+    assert got.dtype == want.dtype == np.float64
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64))
+
+
+def test_outline_jitter_on_the_bounding_box_is_the_whole_image_result():
+    from skimage import morphology
+
+    from drs.data.synth import _jitter_outline, _random_shape
+
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        mask = _random_shape(rng, 48, (0.05, 1.2))  # some shapes run off the image edges
+        for jitter in (-2, -1, 1, 2):
+            disk = morphology.disk(abs(jitter))
+            want = morphology.dilation(mask, disk) if jitter > 0 else morphology.erosion(mask, disk)
+            assert np.array_equal(_jitter_outline(mask, jitter), want), (seed, jitter)

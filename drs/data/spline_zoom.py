@@ -39,8 +39,9 @@ def _mirror(coord: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _axis_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input indices and spline weights of the 4 taps of each output index along one axis."""
+def _axis_taps(n_in: int, n_out: int, order: int = ORDER) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices and spline weights of the order + 1 taps of each output index along one axis
+    (order 3 or 1)."""
     zoom = np.float64(n_in) / np.float64(n_out)
     cc = np.arange(n_out, dtype=np.float64)
     cc += 0.5  # grid_mode: pixel centres
@@ -48,15 +49,21 @@ def _axis_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     cc -= 0.5
     cc = _mirror(cc, n_in)
     floor = np.floor(cc)
-    start = floor.astype(np.intp) - ORDER // 2
+    start = floor.astype(np.intp) - order // 2
     x = cc - floor
     y, z = x, 1.0 - x
-    w = np.empty((n_out, ORDER + 1))
-    w[:, 1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
-    w[:, 2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
-    w[:, 0] = z * z * z / 6.0
-    w[:, 3] = 1.0 - w[:, 0] - w[:, 1] - w[:, 2]
-    taps = start[:, None] + np.arange(ORDER + 1)
+    w = np.empty((n_out, order + 1))
+    if order == 3:
+        w[:, 1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
+        w[:, 2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+        w[:, 0] = z * z * z / 6.0
+        w[:, 3] = 1.0 - w[:, 0] - w[:, 1] - w[:, 2]
+    elif order == 1:
+        w[:, 0] = 1.0 - x
+        w[:, 1] = 1.0 - w[:, 0]
+    else:
+        raise ValueError(f"spline order {order}: only 1 and 3 are implemented")
+    taps = start[:, None] + np.arange(order + 1)
     index = _mirror(taps.astype(np.float64), n_in).astype(np.intp)
     return index, w
 
@@ -115,3 +122,26 @@ def upscale_cubic(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     out = np.moveaxis(total, 0, -1).astype(np.float32)
     np.clip(out, grid.min(), grid.max(), out=out)
     return out
+
+
+def upscale_linear(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``skimage.transform.resize(grid, shape, order=1, mode="reflect")`` for a float64 (h, w)
+    ``grid`` (upscaling: no anti-aliasing), bit for bit; float64 (H, W). Order 1 has no prefilter:
+    the taps are the grid's own values, ``(v * w_row) * w_col`` summed in (row, column) order."""
+    if grid.dtype != np.float64 or grid.ndim != 2:
+        raise TypeError(f"upscale_linear: need a float64 (h, w) grid, got {grid.dtype} {grid.shape}")
+    height, width = shape
+    if height < grid.shape[0] or width < grid.shape[1]:
+        raise ValueError(f"upscale_linear: {grid.shape} -> {shape} is not an upscale")
+    rows, w_rows = _axis_taps(grid.shape[0], height, order=1)
+    cols, w_cols = _axis_taps(grid.shape[1], width, order=1)
+    total = np.zeros((height, width))
+    by_col = np.empty((height, width))
+    for i in range(2):
+        by_row = grid[rows[:, i]] * w_rows[:, i, None]  # (H, w)
+        for j in range(2):
+            for col, run in _runs(cols[:, j]):
+                np.multiply(by_row[:, col, None], w_cols[None, run, j], out=by_col[:, run])
+            total += by_col
+    np.clip(total, grid.min(), grid.max(), out=total)
+    return total
