@@ -201,3 +201,17 @@ def test_outline_jitter_on_the_bounding_box_is_the_whole_image_result():
             disk = morphology.disk(abs(jitter))
             want = morphology.dilation(mask, disk) if jitter > 0 else morphology.erosion(mask, disk)
             assert np.array_equal(_jitter_outline(mask, jitter), want), (seed, jitter)
+
+
+def test_saliency_blur_on_the_bounding_box_is_the_whole_image_result():
+    from skimage import filters
+
+    from drs.data.synth import _blur_nonzero, _random_shape
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        sal = _random_shape(rng, 64, (0.05, 0.9)).astype(np.float32) * np.float32(rng.uniform(0.5, 1.0))
+        for sigma in (0.7, 2.0):
+            want = filters.gaussian(sal, sigma=sigma, preserve_range=True)
+            got = _blur_nonzero(sal, sigma)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (seed, sigma)
