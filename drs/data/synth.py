@@ -38,6 +38,7 @@ from drs.data.voc import (
     SPLIT_DIR,
     save_label_png,
 )
+from drs.data.spline_zoom import upscale_cubic, upscale_linear
 from drs.data.synth_spec import SynthSpec, class_hue
 from drs.errors import UserError
 from drs.fileio import publishing_dir, usable_cores
@@ -56,10 +57,9 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 # -- drawing ---------------------------------------------------------------------------------------
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour field with fine grain."""
-    from skimage import transform
-
     coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
-    field_ = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False)
+    # = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False), bit for bit
+    field_ = upscale_cubic(coarse, (size, size))
     field_ = 0.6 * field_ + 0.4 * field_.mean(axis=2, keepdims=True)  # muted colours
     return field_ + rng.normal(0, 6, size=(size, size, 3)).astype(np.float32)
 
@@ -82,8 +82,9 @@ def _random_shape(rng: np.random.Generator, size: int, scale: tuple[float, float
     return mask
 
 
-def _stripes(size: int, angle: float, period: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+def _stripes(where: np.ndarray, angle: float, period: float) -> np.ndarray:
+    """The stripe phase (bool) at the pixels of the mask ``where``, in their row-major order."""
+    yy, xx = (coord.astype(np.float32) for coord in np.nonzero(where))
     v = xx * np.cos(angle) + yy * np.sin(angle)
     return (np.floor(v / period) % 2).astype(bool)
 
@@ -121,41 +122,75 @@ def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Objec
 
 
 def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, obj: _Object) -> None:
-    from skimage import transform
-
     size = spec.image_size
     # body: a brownish-grey family shared by all classes, drifted towards a class tint
     base = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.75))
     tint = _hsv(class_hue(obj.cls, spec.num_classes), 1.0, 1.0) - 127.5
     tint /= np.linalg.norm(tint) + 1e-6
     colour = base + spec.body_class_signal * 90.0 * tint
-    shade = transform.resize(rng.normal(1.0, 0.12, (6, 6)), (size, size), order=1, mode="reflect")
-    body_pixels = colour[None, None, :] * shade[..., None] + rng.normal(0, 5, (size, size, 3))
-    image[obj.body] = body_pixels[obj.body]
+    # = transform.resize(..., (size, size), order=1, mode="reflect"), bit for bit
+    shade = upscale_linear(rng.normal(1.0, 0.12, (6, 6)), (size, size))
+    # the noise is drawn for the whole image (the random stream stays as it was), used on the body
+    image[obj.body] = colour[None, :] * shade[obj.body][:, None] + rng.normal(0, 5, (size, size, 3))[obj.body]
     # part: class-specific hue and stripe angle, strong contrast
     hue = class_hue(obj.cls, spec.num_classes)
     light, dark = _hsv(hue, 0.9, 0.95), _hsv(hue, 0.9, 0.35)
     diameter = max(3.0, spec.part_size * np.mean(spec.object_size))
     angle = np.pi * (obj.cls - 1) / spec.num_classes
-    stripes = _stripes(size, angle, max(1.5, diameter / 5))
-    part_pixels = np.where(stripes[..., None], light, dark) + rng.normal(0, 5, (size, size, 3))
-    image[obj.part] = part_pixels[obj.part]
+    stripes = _stripes(obj.part, angle, max(1.5, diameter / 5))
+    image[obj.part] = np.where(stripes[:, None], light, dark) + rng.normal(0, 5, (size, size, 3))[obj.part]
+
+
+def _jitter_outline(mask: np.ndarray, jitter: int) -> np.ndarray:
+    """Dilate (jitter > 0) or erode (< 0) a bool mask by a disk of radius |jitter|, working on the
+    mask's bounding box grown by |jitter| + 1: the same result as on the whole image, faster."""
+    from skimage import morphology
+
+    out = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    if not ys.size:
+        return out
+    r = abs(jitter) + 1
+    box = (slice(max(ys.min() - r, 0), ys.max() + r + 1), slice(max(xs.min() - r, 0), xs.max() + r + 1))
+    op = morphology.dilation if jitter > 0 else morphology.erosion
+    out[box] = op(mask[box], morphology.disk(abs(jitter)))
+    return out
+
+
+def _nonzero_box(array: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of the nonzero pixels grown by ``margin`` (clipped to the image); None if all zero."""
+    ys, xs = np.nonzero(array)
+    if not ys.size:
+        return None
+    return slice(max(ys.min() - margin, 0), ys.max() + margin + 1), slice(max(xs.min() - margin, 0), xs.max() + margin + 1)
+
+
+def _blur_nonzero(sal: np.ndarray, sigma: float) -> np.ndarray:
+    """``filters.gaussian(sal, sigma, preserve_range=True)``, computed on the nonzero pixels'
+    bounding box grown past the kernel's reach: outside it the blur of zeros is exactly zero, and
+    inside every window sees the same values (the 'nearest' border of the box repeats zeros)."""
+    from skimage import filters
+
+    radius = int(4.0 * sigma + 0.5)  # skimage's truncate=4.0, as scipy sizes the kernel
+    box = _nonzero_box(sal, radius + 1)
+    if box is None:
+        return filters.gaussian(sal, sigma=sigma, preserve_range=True)
+    crop = filters.gaussian(sal[box], sigma=sigma, preserve_range=True)
+    out = np.zeros(sal.shape, dtype=crop.dtype)
+    out[box] = crop
+    return out
 
 
 def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarray], clutter: list[np.ndarray]) -> np.ndarray:
     """An imperfect detector's output: 8-bit grey, 255 = salient."""
-    from skimage import filters, morphology
-
     s = spec.saliency
     size = spec.image_size
     sal = np.zeros((size, size), dtype=np.float32)
     for mask in visible:
         m = mask.copy()
         jitter = int(rng.integers(-s.boundary_jitter, s.boundary_jitter + 1)) if s.boundary_jitter else 0
-        if jitter > 0:
-            m = morphology.dilation(m, morphology.disk(jitter))
-        elif jitter < 0:
-            m = morphology.erosion(m, morphology.disk(-jitter))
+        if jitter:
+            m = _jitter_outline(m, jitter)
         confidence = 1.0
         if rng.random() < s.miss_rate:
             # the detector misses the object beyond a random line through it
@@ -172,7 +207,7 @@ def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarra
         alarm = clutter[int(rng.integers(len(clutter)))]
         sal = np.maximum(sal, alarm.astype(np.float32) * rng.uniform(0.5, 1.0))
     if s.blur_sigma > 0:
-        sal = filters.gaussian(sal, sigma=s.blur_sigma, preserve_range=True)
+        sal = _blur_nonzero(sal, s.blur_sigma)
     return np.clip(np.round(sal * 255), 0, 255).astype(np.uint8)
 
 
@@ -218,7 +253,9 @@ def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, n
     visible = [owner == k for k in range(len(placed))]
     saliency = _saliency(rng, spec, visible, clutter)
     # VOC-style void band on object outlines
-    mask[segmentation.find_boundaries(mask, mode="inner") & (mask > 0)] = IGNORE
+    box = _nonzero_box(mask, 2)  # outlines lie on objects; a 2-pixel margin keeps every 3 x 3 window
+    crop = mask[box]
+    crop[segmentation.find_boundaries(crop, mode="inner") & (crop > 0)] = IGNORE
     image = filters.gaussian(image, sigma=0.6, channel_axis=-1, preserve_range=True)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     return {"image": image, "mask": mask, "part": part, "saliency": saliency}
