@@ -17,7 +17,6 @@ only when complete.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -34,14 +33,6 @@ log = logging.getLogger("drs.extract")
 
 #: the highest refined score a refined map store holds (see the module docstring)
 REFINED_SCORE_SCALE = 2.0
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -126,7 +117,7 @@ def extract_maps(
 ) -> Path:
     from drs import distributed as ddp
     from drs.classifier import load_classifier
-    from drs.fileio import check_outside_dataset
+    from drs.fileio import check_outside_dataset, file_sha256
     from drs.data.fingerprint import split_fingerprint
     from drs.maps import MapStore, MapStoreWriter
     from drs.train import describe_device, pick_device

@@ -10,6 +10,7 @@ replaced (:func:`check_replaceable_dir`); nothing is written in the dataset fold
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -348,6 +349,12 @@ def publishing_dir(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes (checkpoints, map stores, released weights)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def usable_cores() -> int:

@@ -153,7 +153,7 @@ def convert_state(state: Mapping[str, Any], src: str | Path, *, drs: str, delta:
 
 def _import(kind: str, src, out, drs: str, delta: float | None, dataset=None) -> Path:
     from drs.data.voc import read_class_names
-    from drs.extract import file_sha256
+    from drs.fileio import file_sha256
     from drs.train import save_model
 
     src = Path(src)

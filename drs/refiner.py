@@ -155,7 +155,7 @@ def train_refiner(
     from drs.classifier import build_classifier
     from drs.data.fingerprint import split_fingerprint
     from drs.data.voc import VOCDataset
-    from drs.extract import file_sha256
+    from drs.fileio import file_sha256
     from drs.train import fit, save_model, seed_everything, step_decay
 
     out_dir = Path(out_dir)

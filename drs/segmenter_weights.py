@@ -13,23 +13,15 @@ from the tensors' shapes; the output stride is not in the weights (the authors t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from drs.errors import UserError
+from drs.fileio import file_sha256
 
 log = logging.getLogger("drs.segmenter_weights")
 
 STATE_KEY = "model_state"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_vainf_checkpoint(src: str | Path) -> dict:
@@ -119,7 +111,7 @@ def import_segmenter(
     if misfit is not None:
         raise UserError(f"{src}: does not fit DeepLabV3+ ({network['backbone']}): first bad key {misfit}")
     model.load_state_dict(state, strict=True)
-    digest = sha256_file(src)
+    digest = file_sha256(src)
     record = {
         "kind": "segmenter",
         "model_config": model.config,
