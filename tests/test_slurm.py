@@ -289,6 +289,10 @@ def slurm_runs(cluster, tmp_path_factory):
         record.update(cancelled=cancelled, first_rc=_wait(first, 180, first_log), first_log=first_log.read_text())
         record["model_after_cancel"] = (slurm_dir / "results/drs/classifier/model.pt").exists()
         record["checkpoint_after_cancel"] = checkpoint.exists()
+        if checkpoint.exists():  # the epochs done when the job died (1, or 2 when the cancel came late)
+            import torch
+
+            record["epoch_at_cancel"] = int(torch.load(checkpoint, weights_only=True)["epoch"])
         record["first_s"] = time.monotonic() - t0
 
         second_log = base / "slurm2.log"
@@ -344,7 +348,9 @@ def test_cancelled_job_leaves_no_output_and_the_rerun_resumes(slurm_runs):
     assert slurm_runs["checkpoint_after_cancel"]
     assert slurm_runs["second_rc"] == 0, slurm_runs["second_log"][-3000:]
     log = (slurm_runs["slurm_dir"] / "results/logs/train_classifier/drs.log").read_text()
-    assert re.search(r"resuming from \S+last\.pt after epoch 1 of 2", log), log
+    # the rerun resumes from exactly the checkpoint the cancelled job left
+    done = slurm_runs["epoch_at_cancel"]
+    assert re.search(rf"resuming from \S+last\.pt after epoch {done} of 2", log), log
     # the resumed training ends where an uninterrupted one ends, bit for bit (CPU, same threads)
     import torch
 
