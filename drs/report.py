@@ -20,6 +20,7 @@ and the markdown ``--summary`` with the headline, the same tables and the paths 
 from __future__ import annotations
 
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,6 +442,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
+    p.add_argument("--plan", metavar="JSON", help="everything the report covers as one JSON object (what the workflow passes, from drs.plan.report_plan): metrics, labels, main, baseline, maps, pseudo_labels, segmenter, dataset, split; replaces the options from --metrics to --split")
     p.add_argument("--metrics", nargs="+", default=[], metavar="EXP:STAGE=PATH", help="a metrics JSON file (STAGE: cam, refined, segmentation)")
     p.add_argument("--label", nargs="*", default=[], metavar="EXP=TEXT", help="an experiment's method name in the tables (e.g. drs=DRS)")
     p.add_argument("--main", help="the experiment the headline is about (default: the first weakly supervised one given)")
@@ -449,7 +451,7 @@ def add_parser(sub) -> None:
     p.add_argument("--pseudo-labels", metavar="DIR", help="pseudo-label folder drawn as a column of the strips")
     p.add_argument("--segmenter", metavar="CKPT", help="DeepLabV3+ checkpoint whose predictions are a column of the strips")
     p.add_argument("--dataset", metavar="ROOT", help="dataset folder of the strip images (strips are drawn only with it)")
-    p.add_argument("--split", default="train", help="split of the strip images (default: train)")
+    p.add_argument("--split", help="split of the strip images (default: train)")
     p.add_argument("--num-strip-images", type=int, default=6, help="images in the strips (default: 6)")
     p.add_argument("--strip-ids", nargs="*", default=[], help="draw these image ids instead of the automatic choice")
     p.add_argument("--panel-size", type=int, default=160, help="pixels per strip panel (default: 160)")
@@ -493,10 +495,12 @@ def load_predictor(checkpoint: str | Path):
     return Predictor(checkpoint, device=None)
 
 
-def make_strips(args):
-    """A callable drawing the strips from the command-line options (None when not asked for)."""
-    if not args.dataset:
-        if args.strip_maps or args.pseudo_labels or args.segmenter:
+def make_strips(dataset_root, split, maps, pseudo_labels, segmenter, ids=(), count=6, box=160):
+    """A callable drawing the strips of a dataset split (None without ``dataset_root``): the map
+    stores ``maps`` (column title -> store), the pseudo-label folder and the segmenter's
+    predictions, each a column when given."""
+    if not dataset_root:
+        if maps or pseudo_labels or segmenter:
             raise UserError("--strip-maps, --pseudo-labels and --segmenter draw strips, which need --dataset ROOT")
         return None
 
@@ -505,22 +509,70 @@ def make_strips(args):
         from drs.maps import MapStore
         from drs.viz import StripSources, pick_strip_ids, strip_figure
 
-        dataset = VOCDataset(args.dataset, args.split)
-        if args.pseudo_labels and not Path(args.pseudo_labels).is_dir():
-            raise UserError(f"{args.pseudo_labels}: pseudo-label folder not found")
+        dataset = VOCDataset(dataset_root, split)
+        if pseudo_labels and not Path(pseudo_labels).is_dir():
+            raise UserError(f"{pseudo_labels}: pseudo-label folder not found")
         stores = {}
         try:
-            for title, path in _pairs(args.strip_maps, "--strip-maps"):
+            for title, path in maps.items():
                 stores[title] = MapStore(path)
-            predictor = load_predictor(args.segmenter) if args.segmenter else None
-            sources = StripSources(maps=stores, pseudo_labels=Path(args.pseudo_labels) if args.pseudo_labels else None, predictor=predictor)
-            ids = list(args.strip_ids) or pick_strip_ids(dataset, sources, args.num_strip_images)
-            return strip_figure(dataset, ids, sources, box=args.panel_size)
+            predictor = load_predictor(segmenter) if segmenter else None
+            sources = StripSources(maps=stores, pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, predictor=predictor)
+            chosen = list(ids) or pick_strip_ids(dataset, sources, count)
+            return strip_figure(dataset, chosen, sources, box=box)
         finally:
             for store in stores.values():
                 store.close()
 
     return draw
+
+
+# the keys of a --plan object, with the option each replaces
+PLAN_KEYS = {
+    "metrics": "--metrics",
+    "labels": "--label",
+    "main": "--main",
+    "baseline": "--baseline",
+    "maps": "--strip-maps",
+    "pseudo_labels": "--pseudo-labels",
+    "segmenter": "--segmenter",
+    "dataset": "--dataset",
+    "split": "--split",
+}
+
+
+def parse_plan(text: str) -> dict:
+    """A --plan object: every key of PLAN_KEYS, metrics keyed by (experiment, stage)."""
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--plan: not valid JSON ({err})") from None
+    if not isinstance(plan, dict):
+        raise UserError("--plan: expected a JSON object")
+    unknown = sorted(set(plan) - set(PLAN_KEYS))
+    missing = [key for key in PLAN_KEYS if key not in plan]
+    if unknown or missing:
+        raise UserError(f"--plan: unknown key(s) {unknown}, missing key(s) {missing}; expected {', '.join(PLAN_KEYS)}")
+    for key in ("metrics", "labels", "maps"):
+        if not isinstance(plan[key], dict):
+            raise UserError(f"--plan: '{key}' must be an object")
+    plan["metrics"] = parse_metrics([f"{k}={v}" for k, v in plan["metrics"].items()])
+    return plan
+
+
+def _options_plan(args) -> dict:
+    """The plan the individual options give."""
+    return {
+        "metrics": parse_metrics(args.metrics),
+        "labels": dict(_pairs(args.label, "--label")),
+        "main": args.main,
+        "baseline": args.baseline,
+        "maps": dict(_pairs(args.strip_maps, "--strip-maps")),
+        "pseudo_labels": args.pseudo_labels,
+        "segmenter": args.segmenter,
+        "dataset": args.dataset,
+        "split": args.split or "train",
+    }
 
 
 def _run(args) -> int:
@@ -529,15 +581,23 @@ def _run(args) -> int:
         return 0
     if not args.out_dir:
         raise UserError("--out-dir is required (or --headline SUMMARY to print a summary's headline)")
-    labels = dict(_pairs(args.label, "--label"))
+    if args.plan:
+        values = (args.metrics, args.label, args.main, args.baseline, args.strip_maps, args.pseudo_labels, args.segmenter, args.dataset, args.split)
+        given = [option for option, value in zip(PLAN_KEYS.values(), values) if value]
+        if given:
+            raise UserError(f"--plan replaces {', '.join(given)}: give one or the other")
+        plan = parse_plan(args.plan)
+    else:
+        plan = _options_plan(args)
+    strips = make_strips(plan["dataset"], plan["split"], plan["maps"], plan["pseudo_labels"], plan["segmenter"], args.strip_ids, args.num_strip_images, args.panel_size)
     written = write_report(
-        parse_metrics(args.metrics),
+        plan["metrics"],
         args.out_dir,
         args.summary,
-        labels=labels,
-        main=args.main,
-        baseline=args.baseline,
-        strips=make_strips(args),
+        labels=plan["labels"],
+        main=plan["main"],
+        baseline=plan["baseline"],
+        strips=strips,
         title=args.title,
     )
     for path in written.values():

@@ -236,6 +236,51 @@ def test_cli_writes_strips_and_prints_the_headline(tiny_run, run_metrics, tmp_pa
     assert f"{first}: pseudo label not found" in capsys.readouterr().err
 
 
+def test_a_plan_writes_what_the_same_options_write(tiny_run, run_metrics, tmp_path):
+    """--plan JSON (the workflow's one object) gives byte-identical files to the options it replaces."""
+    plan = {
+        "metrics": {f"{e}:{s}": str(p) for (e, s), p in run_metrics.items()},
+        "labels": LABELS,
+        "main": "drs",
+        "baseline": "cam",
+        "maps": {name: str(path) for name, path in tiny_run["stores"].items()},
+        "pseudo_labels": str(tiny_run["labels"]),
+        "segmenter": None,
+        "dataset": str(tiny_run["dataset"]),
+        "split": "train",
+    }
+    common = ["--num-strip-images", "2", "--panel-size", "32"]
+    by_options = ["report", "--metrics", *(f"{k}={v}" for k, v in plan["metrics"].items())]
+    by_options += ["--label", *(f"{k}={v}" for k, v in LABELS.items()), "--main", "drs", "--baseline", "cam"]
+    by_options += ["--strip-maps", *(f"{k}={v}" for k, v in plan["maps"].items()), "--pseudo-labels", plan["pseudo_labels"]]
+    by_options += ["--dataset", plan["dataset"], "--split", "train"]
+    assert main([*by_options, *common, "--out-dir", str(tmp_path / "a"), "--summary", str(tmp_path / "a.md")]) == 0
+    by_plan = ["report", "--plan", json.dumps(plan), *common]
+    assert main([*by_plan, "--out-dir", str(tmp_path / "b"), "--summary", str(tmp_path / "b.md")]) == 0
+    written = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "b").iterdir()) and "strips.png" in written
+    for name in written:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a.md").read_text().replace("/a/", "/b/") == (tmp_path / "b.md").read_text()
+
+
+def test_a_bad_plan_names_its_fault(run_metrics, tmp_path, capsys):
+    plan = {"metrics": {"drs:refined": str(run_metrics[("drs", "refined")])}, "labels": {}, "main": "drs", "baseline": None}
+    plan.update({"maps": {}, "pseudo_labels": None, "segmenter": None, "dataset": None, "split": "train"})
+    out = ["--out-dir", str(tmp_path / "out")]
+    assert main(["report", "--plan", json.dumps(plan), *out]) == 0
+    assert main(["report", "--plan", json.dumps({**plan, "extra": 1}), *out]) == 2
+    assert "--plan: unknown key(s) ['extra']" in capsys.readouterr().err
+    assert main(["report", "--plan", json.dumps({k: v for k, v in plan.items() if k != "main"}), *out]) == 2
+    assert "missing key(s) ['main']" in capsys.readouterr().err
+    assert main(["report", "--plan", json.dumps({**plan, "metrics": {"drs:bogus": "x.json"}}), *out]) == 2
+    assert "STAGE one of cam, refined, segmentation" in capsys.readouterr().err
+    assert main(["report", "--plan", "{not json", *out]) == 2
+    assert "--plan: not valid JSON" in capsys.readouterr().err
+    assert main(["report", "--plan", json.dumps(plan), "--main", "cam", "--split", "val", *out]) == 2
+    assert "--plan replaces --main, --split: give one or the other" in capsys.readouterr().err
+
+
 def test_strips_with_a_real_segmenter(tiny_run, run_metrics, tmp_path):
     """The prediction column from a DeepLabV3+ checkpoint of drs train-segmenter, through Predictor."""
     pytest.importorskip("drs.evaluate")

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 # The Snakefile imports drs from this checkout (installed or not) for its config checks.
 sys.path.insert(0, workflow.basedir)
 
+from drs import plan
 from drs.compare import variant_of
 from drs.config import DDP_RULES, check_config, check_schema, dataset_root, ddp_nproc
 from drs.errors import UserError
@@ -77,31 +78,20 @@ PROTOCOL_ARGS = [
 ]
 
 
+# the experiment classes (drs.plan: pure functions of the config)
 def fully_supervised(exp):
-    """Whether an experiment trains DeepLabV3+ on ground-truth masks (no classifier, no maps)."""
-    return EXPERIMENTS[exp].get("supervision", "image") == "full"
+    return plan.fully_supervised(config, exp)
 
 
 def given_labels(exp):
-    """The folder of ready pseudo labels an experiment names (pseudo_labels_dir), or None."""
-    return EXPERIMENTS[exp].get("pseudo_labels_dir")
+    return plan.given_labels(config, exp)
 
 
-# experiments that learn DeepLabV3+ from given pseudo labels (no classifier, maps or refiner)
-LABEL_EXPERIMENTS = [e for e in EXPERIMENTS if given_labels(e)]
-# experiments with a classifier and maps (image-level labels), and fully supervised ones
-WEAK_EXPERIMENTS = [
-    e for e in EXPERIMENTS if not fully_supervised(e) and not given_labels(e)
-]
-FULL_EXPERIMENTS = [e for e in EXPERIMENTS if fully_supervised(e)]
-# the plain-CAM baseline (drs: none) the main experiment is compared with, if any
-CAM_BASELINE = next(
-    (e for e in WEAK_EXPERIMENTS if EXPERIMENTS[e].get("drs") == "none"), None
-)
-# one run per variant (experiments differing only by a trailing _s<seed>) for pictures
-VARIANT_FIRST_RUNS = list(
-    {variant_of(e): e for e in reversed(WEAK_EXPERIMENTS)}.values()
-)[::-1]
+LABEL_EXPERIMENTS = plan.label_experiments(config)
+WEAK_EXPERIMENTS = plan.weak_experiments(config)
+FULL_EXPERIMENTS = plan.full_experiments(config)
+CAM_BASELINE = plan.cam_baseline(config)
+VARIANT_FIRST_RUNS = plan.variant_first_runs(config)
 
 
 wildcard_constraints:
@@ -279,104 +269,17 @@ def voc_archives_pinned():
     return bool(archives) and all(a.get("md5") for a in archives.values())
 
 
-# -- the report (workflow/rules/report.smk) -----------------------------------------------------
-def method_label(exp):
-    """An experiment's method as the tables name it."""
-    if fully_supervised(exp):
-        return "fully supervised"
-    if given_labels(exp):
-        return f"given labels ({exp})"
-    kind = EXPERIMENTS[exp].get("drs")
-    if kind == "none":
-        return "CAM"
-    if kind == "fixed":
-        return f"DRS (delta={EXPERIMENTS[exp]['delta']})"
-    return "DRS"
-
-
-def report_plan(scope):
-    """What a report covers: scope "all" is the main experiment (with the CAM baseline's maps, if
-    report.baseline_in_all, and the first fully supervised experiment beside it), "ablation"
-    every experiment. The CAM baseline comes first, then the main experiment, then the others.
-    """
-    first = [e for e in (CAM_BASELINE, MAIN) if e]
-    if scope == "all":
-        weak = list(
-            dict.fromkeys(first if config["report"]["baseline_in_all"] else [MAIN])
-        )
-        full = FULL_EXPERIMENTS[:1]
-        map_columns = [e for e in weak if not given_labels(e)]
-    else:
-        # grouped by variant (runs differing only by a trailing _s<seed>)
-        variants = list(dict.fromkeys(variant_of(e) for e in first + WEAK_EXPERIMENTS))
-        rank = lambda e: variants.index(variant_of(e))
-        weak = sorted(WEAK_EXPERIMENTS, key=rank) + LABEL_EXPERIMENTS
-        full = FULL_EXPERIMENTS
-        map_columns = sorted(VARIANT_FIRST_RUNS, key=rank)
-    metrics = {}
-    for exp in weak:
-        stages = ("cam", "refined", "segmentation")
-        if given_labels(exp):  # only DeepLabV3+ on the given labels
-            stages = ("segmentation",) if scope == "ablation" or exp == MAIN else ()
-        for stage in stages if scope == "ablation" or exp == MAIN else ("cam",):
-            metrics[f"{exp}:{stage}"] = res(f"{exp}/metrics/{stage}.json")
-    for exp in full:
-        metrics[f"{exp}:segmentation"] = res(f"{exp}/metrics/segmentation.json")
-    titles = [method_label(e) for e in map_columns]
-    maps = {
-        (t if titles.count(t) == 1 else variant_of(e)): train_store(e)
-        for t, e in zip(titles, map_columns)
-    }
-    if not given_labels(MAIN):
-        maps["refined" if scope == "all" else f"refined ({method_label(MAIN)})"] = (
-            refined_store(MAIN)
-        )
-    return {
-        "metrics": metrics,
-        "experiments": list(dict.fromkeys(k.split(":")[0] for k in metrics)),
-        "maps": maps,
-        "pseudo_labels": given_labels(MAIN) or res(f"{MAIN}/pseudo_labels"),
-        "segmenter": res(f"{MAIN}/segmenter/model.pt"),
-    }
+# -- the report (workflow/rules/report.smk): what a scope covers is drs.plan.report_plan, which
+# `drs report --plan` reads as one JSON object
+def report_plan_json(scope):
+    return json.dumps(plan.report_plan(config, scope))
 
 
 def report_inputs(scope):
-    plan = report_plan(scope)
     return {
-        "metrics": list(plan["metrics"].values()),
-        "stores": list(plan["maps"].values()),
-        "pseudo_labels": plan["pseudo_labels"],
-        "segmenter": plan["segmenter"],
+        **plan.report_inputs(plan.report_plan(config, scope)),
         "check": DATASET_CHECK,
     }
-
-
-def report_args(scope):
-    """The `drs report` options of a scope (without --out-dir and --summary), one list element
-    per argument."""
-    plan = report_plan(scope)
-    pairs = lambda d: [f"{k}={v}" for k, v in d.items()]
-    labels = {e: method_label(e) for e in plan["experiments"]}
-    baseline = ["--baseline", CAM_BASELINE] if CAM_BASELINE else []
-    return [
-        "--metrics",
-        *pairs(plan["metrics"]),
-        "--label",
-        *pairs(labels),
-        "--main",
-        MAIN,
-        *baseline,
-        "--strip-maps",
-        *pairs(plan["maps"]),
-        "--pseudo-labels",
-        plan["pseudo_labels"],
-        "--segmenter",
-        plan["segmenter"],
-        "--dataset",
-        str(DATASET),
-        "--split",
-        TRAIN_SPLIT,
-    ]
 
 
 def experiment_table(path, exp):
@@ -385,7 +288,7 @@ def experiment_table(path, exp):
         path,
         caption="../report/experiment.rst",
         category="Experiments",
-        labels={"experiment": exp, "method": method_label(exp)},
+        labels={"experiment": exp, "method": plan.method_label(config, exp)},
     )
 
 
@@ -412,6 +315,6 @@ def report_outputs(folder, scope):
         ),
         "experiments": [
             experiment_table(f"{folder}/experiment_{e}.html", e)
-            for e in report_plan(scope)["experiments"]
+            for e in plan.report_experiments(plan.report_plan(config, scope))
         ],
     }

@@ -2,7 +2,7 @@
 # segmenter into tables, a per-class chart, picture strips and results/summary.md; the outputs are
 # marked for `snakemake --report`. Two scopes: `summary` (the main experiment end to end, for `all`)
 # and `ablation_summary` (every experiment, under results/ablation/). What each covers:
-# report_plan() and its helpers in common.smk.
+# drs.plan.report_plan, handed to `drs report --plan` as one JSON object.
 
 
 # the front page of the HTML report
@@ -27,10 +27,10 @@ rule summary:
     conda:
         DRS_ENV
     params:
-        args=report_args("all"),
+        plan=report_plan_json("all"),
         out_dir=lambda wildcards, output: Path(output.comparison).parent,
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs report {params.args:q} "
+        "OMP_NUM_THREADS={threads} python -m drs report --plan {params.plan:q} "
         "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -48,9 +48,9 @@ rule ablation_summary:
     conda:
         DRS_ENV
     params:
-        args=report_args("ablation"),
+        plan=report_plan_json("ablation"),
         out_dir=lambda wildcards, output: Path(output.comparison).parent,
         title="DRS ablation: every experiment",
     shell:
-        "OMP_NUM_THREADS={threads} python -m drs report {params.args:q} --title {params.title:q} "
+        "OMP_NUM_THREADS={threads} python -m drs report --plan {params.plan:q} --title {params.title:q} "
         "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"
