@@ -24,7 +24,6 @@ import math
 import os
 import random
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from drs.errors import UserError
+from drs.progress import StepProgress
 
 log = logging.getLogger("drs.train")
 
@@ -242,39 +242,6 @@ class LoopSettings:
     max_steps: int | None = None  # stop after this many steps in all (the last epoch cut short)
 
 
-class _Progress:
-    """A log line every ``every`` steps; on a terminal, a bar redrawn in place."""
-
-    def __init__(self, name: str, total_steps: int, every: int):
-        self.name, self.total, self.every = name, total_steps, max(1, every)
-        self.tty = sys.stderr.isatty() and _is_main()
-        self.start = time.perf_counter()
-        self.done = 0
-        self.images = 0
-
-    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float, images: int) -> None:
-        self.done += 1
-        self.images += images
-        if not self.tty and step % self.every and step != steps:
-            return
-        elapsed = time.perf_counter() - self.start
-        rate = self.images / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) * elapsed / self.done
-        text = (
-            f"{self.name} epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4f} lr {lr:.2e} "
-            f"{rate:.1f} img/s ETA {_fmt_time(eta)}"
-        )
-        if self.tty:
-            width = 24
-            filled = int(width * self.done / self.total)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}")
-            if step == steps:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        else:
-            log.info(text)
-
-
 def _is_main() -> bool:
     """Rank 0 under torchrun, or the only process (drs.distributed is loaded by fit and extraction)."""
     module = sys.modules.get("drs.distributed")
@@ -293,11 +260,6 @@ class _StepLoss(nn.Module):
 
     def forward(self, batch):
         return self.step_loss(self.model, batch, self.device)
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def fit(
@@ -425,7 +387,7 @@ def _epochs(
 
     world, rank = ddp.world_size(), ddp.rank()
     steps = len(loader)
-    progress = _Progress(name, steps * max(0, settings.epochs - start_epoch), settings.log_every)
+    progress = StepProgress(log, name, steps * max(0, settings.epochs - start_epoch), settings.log_every, sys.stderr.isatty() and _is_main())
     total_steps = 0
     for epoch in range(start_epoch, settings.epochs):
         seed = settings.seed * 100_003 + epoch

@@ -9,8 +9,8 @@ The archives are described by the ``voc2012.archives`` section of the config::
 
 Downloads are resumable (``<file>.part`` plus an HTTP ``Range`` request), retried when a
 transfer is cut short, and checksummed over the whole file. Extraction refuses unsafe archives
-(absolute paths, ``..``, links leading outside, device files) before writing anything, and the
-dataset folder appears atomically: it is assembled in a hidden staging folder and renamed.
+(absolute paths, ``..``, links leading outside) before writing anything, device files through
+tarfile's ``filter="data"``, and the dataset folder appears atomically: it is assembled in a hidden staging folder and renamed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from drs.data.voc import CLASS_NAMES_FILE, SPLIT_DIR, VOC_CLASSES
 from drs.errors import UserError
 from drs.fileio import publishing_dir
+from drs.progress import TransferProgress
 
 log = logging.getLogger("drs.download")
 
@@ -45,7 +46,6 @@ MIB = 1 << 20
 RETRY_PAUSE_S = 0.2
 USER_AGENT = "drs-wsss-download/1"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
-MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 # Failures worth another try: the connection dropped, stalled or never opened.
 _TRANSIENT = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)
@@ -180,7 +180,7 @@ def _transfer(url: str, part: Path, timeout: float, chunk: int) -> None:
         length = _int_or_none(response.headers.get("Content-Length"))
         total = offset + length if length is not None else None
         with open(part, "ab" if offset else "wb") as out:
-            received = _copy_stream(response, out, chunk, _Progress(url, offset, total))
+            received = _copy_stream(response, out, chunk, TransferProgress(log, url, offset, total, sys.stderr.isatty()))
     if length is not None and received < length:
         raise _CutShort(f"transfer cut short: {received} of {length} bytes in this reply")
 
@@ -228,7 +228,7 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
-def _copy_stream(source, out, chunk: int, progress: _Progress) -> int:
+def _copy_stream(source, out, chunk: int, progress: TransferProgress) -> int:
     """Copy ``source`` to ``out`` in chunks, reporting progress; returns the bytes copied."""
     received = 0
     try:
@@ -242,48 +242,6 @@ def _copy_stream(source, out, chunk: int, progress: _Progress) -> int:
     return received
 
 
-class _Progress:
-    """Reports a transfer every 10 % or 10 s in the log, or on one live line on a terminal."""
-
-    def __init__(self, label: str, start: int, total: int | None) -> None:
-        self.label = label
-        self.start = start
-        self.total = total
-        self.tty = sys.stderr.isatty()
-        self.t0 = self.last = time.monotonic()
-        self.next_percent = self._percent(start) // 10 * 10 + 10
-
-    def _percent(self, done: int) -> int:
-        return int(done * 100 / self.total) if self.total else 0
-
-    def _line(self, done: int) -> str:
-        rate = (done - self.start) / MIB / max(time.monotonic() - self.t0, 1e-6)
-        if self.total:
-            return (
-                f"{self.label}: {self._percent(done):3d}%  {done / MIB:.1f}/{self.total / MIB:.1f} MiB"
-                f"  {rate:.1f} MiB/s"
-            )
-        return f"{self.label}: {done / MIB:.1f} MiB  {rate:.1f} MiB/s"
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if self.tty:
-            if now - self.last >= 0.2:
-                sys.stderr.write("\r" + self._line(done))
-                sys.stderr.flush()
-                self.last = now
-            return
-        if (self.total and self._percent(done) >= self.next_percent) or now - self.last >= 10:
-            log.info("%s", self._line(done))
-            self.next_percent = self._percent(done) // 10 * 10 + 10
-            self.last = now
-
-    def close(self, done: int) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + self._line(done) + "\n")
-            sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------
@@ -294,8 +252,10 @@ def safe_extract(archive: str | Path, dest: str | Path, mapping: Mapping[str, st
 
     ``mapping`` maps a folder inside the archive to a folder inside ``dest`` ("." = ``dest``).
     Every member is checked before anything is written; one unsafe member (absolute path,
-    ``..``, a link leading outside ``dest``, a device or fifo, a zip symlink) refuses the whole
-    archive. ``__MACOSX/`` and ``._*`` entries are skipped.
+    ``..``, a link leading outside ``dest``, a zip symlink or device) refuses the whole archive.
+    A tar's device files and fifos are refused by tarfile's ``filter="data"`` as extraction
+    reaches them (prepare_voc2012 then removes its staging folder). ``__MACOSX/`` and ``._*``
+    entries are skipped.
     """
     archive, dest = Path(archive), Path(dest)
     rules = _normalise_mapping(archive, mapping)
@@ -379,12 +339,15 @@ def _missing_keys(archive: Path, rules: list[tuple[str, str]], matched: set[str]
 
 
 def _plan_tar(archive: Path, tar: tarfile.TarFile, rules) -> list[tarfile.TarInfo]:
-    """Check every member and return the selected ones, renamed to their place in dest."""
+    """Check every member and return the selected ones, renamed to their place in dest.
+
+    What tarfile's ``filter="data"`` refuses only while extracting, or not at all, is refused
+    here before anything is written: names with ``..`` or an absolute path (the filter strips a
+    leading "/"), symlinks leaving dest once renamed, hard links to members that are not
+    extracted. Device files and fifos are left to the filter."""
     selected, matched = [], set()
     for member in tar.getmembers():
         _check_name(archive, member.name)
-        if member.isdev():
-            raise UserError(f"{archive}: refusing the archive: member {member.name!r} is a device or fifo")
         name = _normalise(member.name)
         mapped = _map_name(name, rules)
         location = mapped[1] if mapped else name
@@ -482,24 +445,26 @@ def archive_suffix(url: str) -> str:
 
 
 def validate_archives(archives: object) -> dict[str, dict]:
-    """Check the ``voc2012.archives`` mapping; returns it as a plain dict."""
+    """Check the ``voc2012.archives`` mapping against the config schema (each entry: url, md5,
+    extract), plus what the schema leaves open (the workflow allows no archives at all, a
+    download needs some; names become file names; a url must not be empty); returns it as a
+    plain dict."""
+    import yaml
+
+    from drs.config import SCHEMA_PATH, check_against
+
     where = "voc2012.archives"
     if not isinstance(archives, Mapping) or not archives:
         raise UserError(f"{where}: expected a non-empty mapping of name -> {{url, md5, extract}}")
-    for name, spec in archives.items():
-        entry = f"{where}.{name}"
+    for name in archives:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise UserError(f"{entry}: archive names may use letters, digits, '_', '-' and '.'")
-        if not isinstance(spec, Mapping):
-            raise UserError(f"{entry}: expected a mapping with url, md5 and extract")
-        if not isinstance(spec.get("url"), str) or not spec["url"]:
-            raise UserError(f"{entry}.url: missing")
-        md5 = spec.get("md5")
-        if md5 is not None and not (isinstance(md5, str) and MD5_RE.match(md5)):
-            raise UserError(f"{entry}.md5: expected 32 hex digits or null, got {md5!r}")
-        extract = spec.get("extract")
-        if not isinstance(extract, Mapping) or not extract:
-            raise UserError(f"{entry}.extract: expected a mapping of archive folder -> dataset folder")
+            raise UserError(f"{where}.{name}: archive names may use letters, digits, '_', '-' and '.'")
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    voc2012 = schema["properties"]["voc2012"]
+    check_against({"voc2012": {"archives": dict(archives)}}, {"$defs": schema["$defs"], "properties": {"voc2012": voc2012}})
+    for name, spec in archives.items():
+        if not spec["url"]:
+            raise UserError(f"{where}.{name}.url: missing")
     return dict(archives)
 
 
