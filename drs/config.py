@@ -52,12 +52,18 @@ def _describe(error: jsonschema.ValidationError) -> list[str]:
 
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """Raise UserError listing every schema violation, one line each, naming the key."""
-    import jsonschema
     import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    check_against(config, yaml.safe_load(Path(schema_path).read_text()))
+
+
+def check_against(instance: object, schema: dict) -> None:
+    """Raise UserError listing every violation of ``schema`` (a JSON schema as a dict) by
+    ``instance``, one line each, naming the key (its path from the instance's top)."""
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [line for error in errors for line in _describe(error)]
     if lines:
         raise UserError("\n".join(lines))

@@ -457,3 +457,34 @@ def test_archive_suffix():
     assert download.archive_suffix("https://h/s/x/SegmentationClassAug.zip?dl=1") == ".zip"
     assert download.archive_suffix("https://h/a.TAR.GZ") == ".tar.gz"
     assert download.archive_suffix("https://drive.google.com/drive/folders/1I-456") == ".archive"
+
+
+# --------------------------------------------------------------------------------------------
+# The archives option: the config schema's archive entries, plus what it leaves open
+# --------------------------------------------------------------------------------------------
+GOOD_ARCHIVE = {"url": "http://127.0.0.1/voc.tar", "md5": None, "extract": {"VOCdevkit/VOC2012": "."}}
+
+
+@pytest.mark.parametrize(
+    "archives,message",
+    [
+        ({}, "voc2012.archives: expected a non-empty mapping"),
+        ({"a b": GOOD_ARCHIVE}, "voc2012.archives.a b: archive names may use"),
+        ({"voc": {**GOOD_ARCHIVE, "md5": "A" * 32}}, "config key 'voc2012.archives.voc.md5': 'AAAA"),
+        ({"voc": {**GOOD_ARCHIVE, "md5": "0" * 31}}, "config key 'voc2012.archives.voc.md5'"),
+        ({"voc": {**GOOD_ARCHIVE, "extract": {}}}, "config key 'voc2012.archives.voc.extract'"),
+        ({"voc": {"url": "http://x/y.tar"}}, "config key 'voc2012.archives.voc.extract': required but missing"),
+        ({"voc": {**GOOD_ARCHIVE, "sha": "x"}}, "config key 'voc2012.archives.voc.sha': unknown key"),
+        ({"voc": "http://x/y.tar"}, "config key 'voc2012.archives.voc'"),
+        ({"voc": {**GOOD_ARCHIVE, "url": ""}}, "voc2012.archives.voc.url: missing"),
+    ],
+)
+def test_bad_archives_option_names_the_key(archives, message):
+    with pytest.raises(UserError) as err:
+        download.validate_archives(archives)
+    assert message in str(err.value)
+
+
+def test_archives_option_accepts_the_schema_s_entries():
+    archives = {"voc": GOOD_ARCHIVE, "sal.v2": {**GOOD_ARCHIVE, "md5": "0123456789abcdef" * 2}}
+    assert download.validate_archives(archives) == archives

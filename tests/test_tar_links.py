@@ -95,3 +95,14 @@ def test_hard_link_outside_an_unextracted_folder_is_ignored(tmp_path):
     )
     safe_extract(archive, tmp_path / "dest", MAPPING)
     assert [p.relative_to(tmp_path / "dest").as_posix() for p in _written(tmp_path / "dest")] == ["JPEGImages/a.jpg"]
+
+
+@pytest.mark.parametrize("kind", [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE])
+def test_device_or_fifo_member_is_refused_naming_it(tmp_path, kind):
+    # left to tarfile's filter="data" (SpecialFileError), reported as a UserError naming the member
+    special = tarfile.TarInfo("VOCdevkit/VOC2012/JPEGImages/pipe")
+    special.type = kind
+    archive = _tar(tmp_path / "special.tar", _member(*GOOD), (special, None))
+    with pytest.raises(UserError, match=r"special\.tar: refusing .*JPEGImages/pipe"):
+        safe_extract(archive, tmp_path / "dest", MAPPING)
+    assert not (tmp_path / "dest/JPEGImages/pipe").exists()
