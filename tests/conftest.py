@@ -1,4 +1,5 @@
-"""Shared helpers: the repository root, the tiny config, and running Snakemake in a scratch folder."""
+"""Shared helpers: the repository root, the tiny config, running Snakemake in a scratch folder, and
+the tiny synthetic datasets the tests share (made once per session)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,34 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "run"
     path.mkdir()
     return path
+
+
+# the tiny synthetic set most unit tests train and extract on: 8 train, 2 val images, 48 px
+TINY_SPEC = dict(num_train=8, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2)
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A factory: ``synth_dataset(spec)`` is the dataset of a drs.data.synth_spec.SynthSpec, made
+    once per session for each distinct spec and shared by every test asking for it: read it,
+    never change it (a test that does copies it into its own tmp_path first)."""
+    from drs.data.synth import generate
+
+    made: dict[str, Path] = {}
+
+    def make(spec) -> Path:
+        key = repr(spec)
+        if key not in made:
+            made[key] = generate(tmp_path_factory.mktemp("synth") / "synthetic", spec, workers=1)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(synth_dataset) -> Path:
+    """The shared tiny set (TINY_SPEC); read only."""
+    from drs.data.synth_spec import SynthSpec
+
+    return synth_dataset(SynthSpec(**TINY_SPEC))
+

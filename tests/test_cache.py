@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import BIN, REPO, TINY_CONFIG
@@ -20,6 +21,7 @@ def run(workdir: Path, cache: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_second_workflow_takes_the_dataset_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

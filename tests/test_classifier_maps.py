@@ -23,9 +23,8 @@ SETTINGS = dict(
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    spec = SynthSpec(num_train=8, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2)
-    return generate(tmp_path_factory.mktemp("data") / "synthetic", spec, workers=1)
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,6 @@ import torch
 
 from drs.classifier import ClassifierSettings, train_classifier
 from drs.config import check_config, ddp_nproc
-from drs.data.synth import generate
-from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
 from drs.extract import extract_maps
 from drs.maps import MapStore, MapStoreWriter
@@ -135,9 +133,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    spec = SynthSpec(num_train=8, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2)
-    return generate(tmp_path_factory.mktemp("data") / "synthetic", spec, workers=1)
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +155,7 @@ def ddp_runs(dataset, tmp_path_factory):
     return out, resume.stdout + resume.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_after_an_epoch(dataset, ddp_runs, tmp_path):
     out, _ = ddp_runs
     single = train_classifier(dataset, "train", tmp_path / "single", ClassifierSettings.from_dict(CAM), "none", nproc_invariant=True)
@@ -168,6 +166,7 @@ def test_two_processes_match_one_process_after_an_epoch(dataset, ddp_runs, tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a if k.endswith("num_batches_tracked"))
 
 
+@pytest.mark.slow
 def test_masked_loss_as_sum_and_count_matches_one_process(ddp_runs, tmp_path):
     out, _ = ddp_runs
     namespace = {}
@@ -178,6 +177,7 @@ def test_masked_loss_as_sum_and_count_matches_one_process(ddp_runs, tmp_path):
     assert diff <= ATOL
 
 
+@pytest.mark.slow
 def test_resume_under_ddp_ends_where_an_uninterrupted_run_ends(ddp_runs):
     out, log = ddp_runs
     assert "resuming from" in log and "after epoch 1 of 2" in log
@@ -186,6 +186,7 @@ def test_resume_under_ddp_ends_where_an_uninterrupted_run_ends(ddp_runs):
     assert max_abs_diff(a, b) == 0.0
 
 
+@pytest.mark.slow
 def test_sharded_extraction_gives_the_one_process_store(dataset, ddp_runs, tmp_path):
     out, _ = ddp_runs
     sharded = out / "maps" / "sharded.h5"
@@ -267,6 +268,7 @@ def test_store_parts_merge_in_order(tmp_path):
             np.testing.assert_array_equal(store.read(i).maps, m)
 
 
+@pytest.mark.slow
 def test_config_process_counts_and_launcher(tmp_path):
     import yaml
 

@@ -13,21 +13,20 @@ from scipy import ndimage
 
 from drs.cli import main
 from drs.crf import crf_labels
-from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png
 from drs.errors import UserError
 from drs.evaluate import evaluate, reference_crop
 from drs.segmenter import SegmenterSettings, train_segmenter
 
+from conftest import TINY_SPEC
+
 TINY = dict(backbone="resnet18", width=0.125, pretrained="none", epochs=1, batch_size=4, crop_size=40, scale_range=[0.75, 1.25])
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("protocols")
-    spec = SynthSpec(num_train=8, num_val=3, image_size=48, num_classes=3, object_size=(20, 32), clutter=2)
-    return generate(root / "data", spec, workers=1)
+def data(synth_dataset):
+    return synth_dataset(SynthSpec(**{**TINY_SPEC, "num_val": 3}))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from PIL import Image
 
 import drs.cli
 from drs import __version__
-from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
@@ -27,11 +26,8 @@ NAMES = ["background", "a", "b", "c"]
 # Helpers
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "synth"
-    spec = SynthSpec(num_train=6, num_val=2, image_size=SIZE, object_size=(20, 30), num_classes=3)
-    generate(root, spec, workers=1)
-    return root
+def dataset(synth_dataset) -> Path:
+    return synth_dataset(SynthSpec(num_train=6, num_val=2, image_size=SIZE, object_size=(20, 30), num_classes=3))
 
 
 def writer(path: Path, dataset: Path | str = "/nowhere", names=NAMES, **kwargs) -> MapStoreWriter:

@@ -15,7 +15,6 @@ from PIL import Image
 
 from drs import pseudo_labels as pl
 from drs.cli import main
-from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
@@ -51,10 +50,9 @@ def _make_store(path: Path, root: Path, split: str = "train") -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(synth_dataset, tmp_path_factory):
     base = tmp_path_factory.mktemp("pl")
-    root = base / "synth"
-    generate(root, SPEC, workers=1)
+    root = synth_dataset(SPEC)
     store = _make_store(base / "cam.h5", root)
     return root, store
 

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from drs.classifier import ClassifierSettings, load_classifier, train_classifier
-from drs.data.synth import generate
-from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.extract import extract_maps
@@ -27,9 +25,9 @@ def test_arg_max_only_keeps_each_pixels_best_class():
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("refine")
-    data = generate(root / "data", SynthSpec(num_train=8, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2), workers=1)
+    data = tiny_dataset
     classifier = train_classifier(data, "train", root / "classifier", ClassifierSettings.from_dict({**TINY, "lr": 0.01}), "learnable")
     store = extract_maps(classifier, data, "train", root / "train.h5", scales=[40, 48], batch_size=4)
     return root, data, store

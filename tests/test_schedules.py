@@ -31,3 +31,15 @@ def test_poly_decay_values():
 
 def test_poly_decay_of_zero_epochs_does_not_divide_by_zero():
     assert poly_decay(0)(0) == 1.0
+
+
+def test_step_decay_exact_at_the_milestone_boundaries():
+    # the epoch before a milestone is still at the old rate; milestones in any order
+    factor = step_decay([10, 5])
+    assert (factor(3), factor(4), factor(8), factor(9)) == (1.0, 0.1, 0.1, 0.1**2)
+    assert step_decay([1])(0) == 0.1  # a milestone at epoch 1 decays from the start
+
+
+def test_poly_decay_exact_at_the_ends_and_its_default_power():
+    factor = poly_decay(10)
+    assert (factor(0), factor(5), factor(10)) == (1.0, 0.5**0.9, 0.0)

@@ -74,6 +74,7 @@ def dry_run_jobs(output: str) -> list[dict]:
     return jobs
 
 
+@pytest.mark.slow
 def test_local_profile_dry_run_shows_threads_gpu_memory_and_time(workdir):
     result = snakemake(workdir, "-n", "--profile", str(PROFILES / "local"), "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,6 +114,7 @@ def declared_localrules() -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_slurm_profile_dry_run_gives_every_cluster_job_its_partition_memory_and_time(workdir):
     """Every job of `all` that goes to SLURM asks for the memory and time of its kind in the config
     (config/test.yaml: 1000 MB, 10 min; the profile's fallback is 2000 MB, 60 min); GPU jobs a GPU

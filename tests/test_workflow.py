@@ -26,6 +26,7 @@ def test_snakefmt_check_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_dry_run_default_config_shows_data_stage_and_targets(workdir):
     result = snakemake(workdir, "-n", "--configfile", str(REPO / "config.yaml"))
     assert result.returncode == 0, result.stderr
@@ -68,6 +69,7 @@ def dry_run_jobs(workdir, config) -> dict[str, int]:
     return {w[0]: int(w[1]) for w in map(str.split, out.stdout.splitlines()) if len(w) == 2 and w[1].isdigit()}
 
 
+@pytest.mark.slow
 def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
     workdir = tiny_run
     report = json.loads((workdir / "results/data/dataset_check.json").read_text())
@@ -198,6 +200,7 @@ def test_broken_dataset_fails_the_check_and_publishes_nothing(workdir):
     assert "train_00002.jpg: image missing" in (workdir / "results/logs/check_dataset.log").read_text()
 
 
+@pytest.mark.slow
 def test_cams_target_compares_experiments(workdir):
     """`cams` builds every experiment's cam.json and the comparison table and picture."""
     result = snakemake(workdir, "--cores", "2", "--configfile", str(TINY_CONFIG), "--", "cams")

@@ -41,6 +41,7 @@ def planned_rules(workdir, config, *targets):
     return out.stdout
 
 
+@pytest.mark.slow
 def test_imported_experiments_skip_training(workdir, config):
     plan = planned_rules(workdir, config, *TARGETS)
     assert "import_classifier" in plan and "import_refiner" in plan

@@ -27,7 +27,6 @@ import psutil
 import pytest
 
 from drs.cli import main
-from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
@@ -64,9 +63,9 @@ def _write_store(path: Path, root: Path, split: str = "train") -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(synth_dataset, tmp_path_factory):
     base = tmp_path_factory.mktemp("outputs")
-    root = generate(base / "synth", SPEC, workers=1)
+    root = synth_dataset(SPEC)
     return root, _write_store(base / "cam.h5", root)
 
 

@@ -14,7 +14,6 @@ import yaml
 
 from drs.cli import main
 from drs.data.check import check_dataset
-from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
@@ -27,8 +26,8 @@ SPEC = SynthSpec(num_train=4, num_val=2, image_size=32, object_size=(12, 20), nu
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("sal") / "synth", SPEC, workers=1)
+def synthetic(synth_dataset):
+    return synth_dataset(SPEC)
 
 
 @pytest.fixture
