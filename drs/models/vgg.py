@@ -280,7 +280,7 @@ def drs_vgg16(
         stages: keep the first 3, 4 or 5 VGG conv stages (see the module docstring for strides).
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet weights from torch hub's
             cache; never downloaded) or the path of a torchvision-format VGG-16 state dict. Needs
-            ``width == 1`` and ``stages == 5``.
+            ``width == 1`` and ``stages == 5`` for ``"imagenet"``; a file must match the network's shapes.
 
     Raises:
         ValueError: bad arguments.
@@ -289,7 +289,9 @@ def drs_vgg16(
     _check_args(num_classes, drs, delta, width, batch_norm, stages)
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights {weights!r}: expected None, 'imagenet' or a file path")
-    if weights is not None and (width != 1 or stages != 5):
+    # torchvision's ImageNet weights are the full network; a file (e.g. `drs pretrain-backbone`'s folded
+    # backbone) may hold any width and stages: load_backbone_weights checks every layer's shape
+    if isinstance(weights, str) and weights == "imagenet" and (width != 1 or stages != 5):
         raise UserError(
             f"pretrained VGG-16 weights ({weights!r}) need width 1 and stages 5; got width {width}, stages {stages}"
         )
