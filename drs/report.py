@@ -11,7 +11,9 @@ It writes into ``--out-dir``:
 - ``per_class_iou.png``: grouped bars, one group per class, one bar per row of that table;
 - ``experiment_<exp>.html``: per experiment, the per-class IoU of each stage it has;
 - ``strips.png`` (with ``--dataset``): for a few training images, image | ground truth | each map
-  store as a heat overlay | pseudo label | the segmenter's prediction, with a colour legend;
+  store as a heat overlay | pseudo label | the segmenter's prediction, with each map's part /
+  rest-of-object / background coverage under its column (from the metrics JSON that scored its store)
+  and a colour legend;
 
 and the markdown ``--summary`` with the headline, the same tables and the paths of these files.
 ``drs report --headline SUMMARY`` prints a summary's headline (the Makefile does, after a run).
@@ -20,6 +22,7 @@ and the markdown ``--summary`` with the headline, the same tables and the paths 
 from __future__ import annotations
 
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,6 +496,28 @@ def load_predictor(checkpoint: str | Path):
     return Predictor(checkpoint, device=None)
 
 
+def store_coverage(metrics_paths) -> dict[Path, dict]:
+    """Resolved map-store path -> its coverage section, from the metrics JSON files given: eval-maps'
+    (``store`` and ``coverage`` at the top) and score-labels' (the same in ``reference_protocol``).
+    A file without them (e.g. segmentation.json) or unreadable is skipped: coverage is optional."""
+    found: dict[Path, dict] = {}
+    for path in metrics_paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        for section in (data, data.get("reference_protocol")):
+            if not isinstance(section, dict):
+                continue
+            store = section.get("store") or (section.get("protocol") or {}).get("store")
+            coverage = section.get("coverage")
+            if isinstance(store, str) and isinstance(coverage, dict) and coverage:
+                found.setdefault(Path(store).resolve(), coverage)
+    return found
+
+
 def make_strips(args):
     """A callable drawing the strips from the command-line options (None when not asked for)."""
     if not args.dataset:
@@ -510,10 +535,19 @@ def make_strips(args):
             raise UserError(f"{args.pseudo_labels}: pseudo-label folder not found")
         stores = {}
         try:
+            known = store_coverage(parse_metrics(args.metrics).values())
+            coverage = {}
             for title, path in _pairs(args.strip_maps, "--strip-maps"):
                 stores[title] = MapStore(path)
+                if Path(path).resolve() in known:
+                    coverage[title] = known[Path(path).resolve()]
             predictor = load_predictor(args.segmenter) if args.segmenter else None
-            sources = StripSources(maps=stores, pseudo_labels=Path(args.pseudo_labels) if args.pseudo_labels else None, predictor=predictor)
+            sources = StripSources(
+                maps=stores,
+                pseudo_labels=Path(args.pseudo_labels) if args.pseudo_labels else None,
+                predictor=predictor,
+                coverage=coverage,
+            )
             ids = list(args.strip_ids) or pick_strip_ids(dataset, sources, args.num_strip_images)
             return strip_figure(dataset, ids, sources, box=args.panel_size)
         finally:
