@@ -67,3 +67,25 @@ def test_folded_backbone_loads_as_pretrained_weights_of_a_smaller_network(tmp_pa
 def test_backbone_state_dict_refuses_unfolded_batch_norm():
     with pytest.raises(ValueError, match="fold it first"):
         backbone_state_dict(_bn_model())
+
+
+def test_folded_extra_layers_load_too_and_need_a_network_without_extra_batch_norm(tmp_path):
+    from drs.errors import UserError
+
+    folded = fold_batch_norm(_bn_model("none")).eval()
+    path = tmp_path / "backbone_extra.pt"
+    torch.save(backbone_state_dict(folded, extra=True), path)
+    target = drs_vgg16(5, drs="none", width=0.125, stages=3, weights=path).eval()
+    x = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():  # backbone and extra layers are the folded ones: same features
+        torch.testing.assert_close(target.extra(target.backbone(x)), folded.extra(folded.backbone(x)))
+    # a backbone-only file leaves the extra layers as initialised (the paper's new layers)
+    only = tmp_path / "backbone.pt"
+    torch.save(backbone_state_dict(folded), only)
+    torch.manual_seed(3)
+    fresh = drs_vgg16(5, drs="none", width=0.125, stages=3, weights=only)
+    torch.manual_seed(3)
+    plain = drs_vgg16(5, drs="none", width=0.125, stages=3)
+    torch.testing.assert_close(fresh.extra[0].weight, plain.extra[0].weight)
+    with pytest.raises(UserError, match="extra_batch_norm: false"):
+        drs_vgg16(5, drs="none", width=0.125, stages=3, extra_batch_norm=True, weights=path)

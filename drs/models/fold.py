@@ -70,22 +70,27 @@ def fold_batch_norm(model):
     return folded
 
 
-def backbone_state_dict(model) -> dict[str, torch.Tensor]:
+def backbone_state_dict(model, extra: bool = False) -> dict[str, torch.Tensor]:
     """The backbone's convolutions in torchvision's ``features.<i>.weight/bias`` format (i: the
-    position in the backbone), which :func:`drs.models.vgg.load_backbone_weights` reads by layer order."""
+    position in the backbone), which :func:`drs.models.vgg.load_backbone_weights` reads by layer order;
+    with ``extra`` also the three extra convolutions as ``extra.<i>.weight/bias``
+    (:func:`drs.models.vgg.load_extra_weights`)."""
     state: dict[str, torch.Tensor] = {}
-    for i, m in enumerate(model.backbone):
-        if isinstance(m, nn.BatchNorm2d):
-            raise ValueError("backbone still has batch norm: fold it first (fold_batch_norm)")
-        if isinstance(m, nn.Conv2d):
-            state[f"features.{i}.weight"] = m.weight.detach().clone()
-            state[f"features.{i}.bias"] = m.bias.detach().clone()
+    parts = [("features", model.backbone)] + ([("extra", model.extra)] if extra else [])
+    for prefix, seq in parts:
+        for i, m in enumerate(seq):
+            if isinstance(m, nn.BatchNorm2d):
+                raise ValueError(f"{prefix} still has batch norm: fold it first (fold_batch_norm)")
+            if isinstance(m, nn.Conv2d):
+                state[f"{prefix}.{i}.weight"] = m.weight.detach().clone()
+                state[f"{prefix}.{i}.bias"] = m.bias.detach().clone()
     return state
 
 
-def save_folded_backbone(model_pt: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Load a train-classifier ``model.pt``, fold its batch norm, write its backbone as a
-    torchvision-format state dict (the classifier's ``pretrained:`` path). Returns ``out``."""
+def save_folded_backbone(model_pt: str | os.PathLike, out: str | os.PathLike, extra: bool = False) -> Path:
+    """Load a train-classifier ``model.pt``, fold its batch norm, write its backbone (and with
+    ``extra`` its extra layers) as a torchvision-format state dict (the classifier's ``pretrained:``
+    path). Returns ``out``."""
     from drs.classifier import load_classifier
 
     model, _record = load_classifier(model_pt)
@@ -93,6 +98,6 @@ def save_folded_backbone(model_pt: str | os.PathLike, out: str | os.PathLike) ->
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(backbone_state_dict(folded), tmp)
+    torch.save(backbone_state_dict(folded, extra=extra), tmp)
     os.replace(tmp, out)
     return out

@@ -256,6 +256,34 @@ def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None
             target.copy_(source)
 
 
+def load_extra_weights(model: DRSClassifier, state: Mapping[str, Any], path: str) -> bool:
+    """Copy ``extra.<i>.weight/bias`` tensors of a weights file (`drs pretrain-backbone --extra`) into
+    the extra convolutions, by order; False when the file has none (the paper's new, random layers)."""
+    by_index: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        parts = str(key).split(".")
+        if len(parts) == 3 and parts[0] == "extra" and parts[1].isdigit() and isinstance(value, torch.Tensor):
+            by_index.setdefault(int(parts[1]), {})[parts[2]] = value
+    if not by_index:
+        return False
+    targets = [m for m in model.extra if isinstance(m, nn.Conv2d)]
+    if len(by_index) != len(targets) or any(isinstance(m, nn.BatchNorm2d) for m in model.extra):
+        raise UserError(
+            f"weights file {path}: has {len(by_index)} 'extra.*' convolutions; the network has {len(targets)} "
+            "extra convolutions, which must be without batch norm (extra_batch_norm: false)"
+        )
+    with torch.no_grad():
+        for (index, tensors), conv in zip(sorted(by_index.items()), targets):
+            for name in ("weight", "bias"):
+                source = tensors.get(name)
+                target = getattr(conv, name)
+                if source is None or source.shape != target.shape:
+                    got = None if source is None else tuple(source.shape)
+                    raise UserError(f"weights file {path}: 'extra.{index}.{name}' has shape {got}; expected {tuple(target.shape)}")
+                target.copy_(source)
+    return True
+
+
 def drs_vgg16(
     num_classes: int,
     *,
@@ -331,4 +359,6 @@ def drs_vgg16(
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
     if path is not None:
         load_backbone_weights(model, path)
+        if not (isinstance(weights, str) and weights == "imagenet"):
+            load_extra_weights(model, torch.load(path, map_location="cpu", weights_only=True), path)
     return model
