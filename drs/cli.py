@@ -20,10 +20,12 @@ from drs.workers import Terminated, sigterm_raises
 # Stage modules, in pipeline order.
 STAGE_MODULES = [
     "drs.data.synth",
+    "drs.data.corpus",
     "drs.data.download",
     "drs.data.check",
     "drs.config",
     "drs.classifier",
+    "drs.pretrain",
     "drs.extract",
     "drs.eval_maps",
     "drs.pseudo_labels",

@@ -66,6 +66,7 @@ def reference_score(
     ``protocol``. An image without a saliency map is an error, or uses the background threshold
     with ``missing_saliency="threshold"`` (as in :func:`drs.pseudo_labels.threshold_images`)."""
     from drs.data.voc import VOCDataset
+    from drs.eval_maps import Coverage
     from drs.maps import MapStore
     from drs.metrics import SegmentationScore
     from drs.pseudo_labels import threshold_images
@@ -86,17 +87,22 @@ def reference_score(
         use_saliency = saliency != "none"
         threshold_ids = threshold_images(voc, voc.ids, saliency, missing_saliency, bg_threshold)
         score = SegmentationScore(len(names))
+        coverage = Coverage()  # the maps' part / rest-of-object / background coverage at alpha
         for image_id in voc.ids:
             record = store.read(image_id)
+            maps = record.float()
             sal = None
             if use_saliency and image_id not in threshold_ids:
                 sal = voc.load_saliency(image_id, size=tuple(record.size))
-            label = reference_label(record.classes, record.float(), sal, alpha, bg_threshold, saliency_threshold)
+            label = reference_label(record.classes, maps, sal, alpha, bg_threshold, saliency_threshold)
+            mask = voc.load_mask(image_id)
             try:
-                score.add(label, voc.load_mask(image_id))
+                score.add(label, mask)
             except ValueError as err:
                 raise UserError(f"{voc.mask_path(image_id)}: {err}") from None
+            coverage.add(record.classes, maps, mask, voc.load_part_mask(image_id) if voc.has_parts else None, alpha)
     result = score.result(names)
+    result["coverage"] = coverage.result()
     result.pop("confusion_matrix")
     result.pop("ignored_fraction")
     result["split"] = split

@@ -11,7 +11,9 @@ It writes into ``--out-dir``:
 - ``per_class_iou.png``: grouped bars, one group per class, one bar per row of that table;
 - ``experiment_<exp>.html``: per experiment, the per-class IoU of each stage it has;
 - ``strips.png`` (with ``--dataset``): for a few training images, image | ground truth | each map
-  store as a heat overlay | pseudo label | the segmenter's prediction, with a colour legend;
+  store as a heat overlay | pseudo label | the segmenter's prediction, with each map's part /
+  rest-of-object / background coverage under its column (from the metrics JSON that scored its store)
+  and a colour legend;
 
 and the markdown ``--summary`` with the headline, the same tables and the paths of these files.
 ``drs report --headline SUMMARY`` prints a summary's headline (the Makefile does, after a run).
@@ -495,10 +497,33 @@ def load_predictor(checkpoint: str | Path):
     return Predictor(checkpoint, device=None)
 
 
-def make_strips(dataset_root, split, maps, pseudo_labels, segmenter, ids=(), count=6, box=160):
+def store_coverage(metrics_paths) -> dict[Path, dict]:
+    """Resolved map-store path -> its coverage section, from the metrics JSON files given: eval-maps'
+    (``store`` and ``coverage`` at the top) and score-labels' (the same in ``reference_protocol``).
+    A file without them (e.g. segmentation.json) or unreadable is skipped: coverage is optional."""
+    found: dict[Path, dict] = {}
+    for path in metrics_paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        for section in (data, data.get("reference_protocol")):
+            if not isinstance(section, dict):
+                continue
+            store = section.get("store") or (section.get("protocol") or {}).get("store")
+            coverage = section.get("coverage")
+            if isinstance(store, str) and isinstance(coverage, dict) and coverage:
+                found.setdefault(Path(store).resolve(), coverage)
+    return found
+
+
+def make_strips(dataset_root, split, maps, pseudo_labels, segmenter, ids=(), count=6, box=160, metrics=()):
     """A callable drawing the strips of a dataset split (None without ``dataset_root``): the map
     stores ``maps`` (column title -> store), the pseudo-label folder and the segmenter's
-    predictions, each a column when given."""
+    predictions, each a column when given; a store's coverage, when one of the ``metrics`` files
+    scored it, is printed under its column."""
     if not dataset_root:
         if maps or pseudo_labels or segmenter:
             raise UserError("--strip-maps, --pseudo-labels and --segmenter draw strips, which need --dataset ROOT")
@@ -514,10 +539,19 @@ def make_strips(dataset_root, split, maps, pseudo_labels, segmenter, ids=(), cou
             raise UserError(f"{pseudo_labels}: pseudo-label folder not found")
         stores = {}
         try:
+            known = store_coverage(metrics)
+            coverage = {}
             for title, path in maps.items():
                 stores[title] = MapStore(path)
+                if Path(path).resolve() in known:
+                    coverage[title] = known[Path(path).resolve()]
             predictor = load_predictor(segmenter) if segmenter else None
-            sources = StripSources(maps=stores, pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, predictor=predictor)
+            sources = StripSources(
+                maps=stores,
+                pseudo_labels=Path(pseudo_labels) if pseudo_labels else None,
+                predictor=predictor,
+                coverage=coverage,
+            )
             chosen = list(ids) or pick_strip_ids(dataset, sources, count)
             return strip_figure(dataset, chosen, sources, box=box)
         finally:
@@ -589,7 +623,7 @@ def _run(args) -> int:
         plan = parse_plan(args.plan)
     else:
         plan = _options_plan(args)
-    strips = make_strips(plan["dataset"], plan["split"], plan["maps"], plan["pseudo_labels"], plan["segmenter"], args.strip_ids, args.num_strip_images, args.panel_size)
+    strips = make_strips(plan["dataset"], plan["split"], plan["maps"], plan["pseudo_labels"], plan["segmenter"], args.strip_ids, args.num_strip_images, args.panel_size, plan["metrics"].values())
     written = write_report(
         plan["metrics"],
         args.out_dir,

@@ -111,12 +111,15 @@ class StripSources:
     """What a strip row shows besides the image and its ground truth, each optional.
 
     ``maps``: column title -> open :class:`drs.maps.MapStore` (drawn as heat overlays, in order);
-    ``pseudo_labels``: folder of ``<id>.png``; ``predictor``: image (HxWx3 uint8) -> HxW labels.
+    ``pseudo_labels``: folder of ``<id>.png``; ``predictor``: image (HxWx3 uint8) -> HxW labels;
+    ``coverage``: map column title -> its store's coverage (an eval-maps ``coverage`` section: part,
+    rest_of_object, background fractions), printed under that column.
     """
 
     maps: Mapping[str, object] = field(default_factory=dict)
     pseudo_labels: Path | None = None
     predictor: Predictor | None = None
+    coverage: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
         names = ["image", "ground truth", *self.maps]
@@ -250,9 +253,42 @@ def header(columns: Sequence[str], box: int, size: int = 15) -> np.ndarray:
     return np.asarray(image)
 
 
+COVERAGE_LINES = (("part", "part"), ("rest_of_object", "rest"), ("background", "background"))
+
+
+def coverage_text(coverage: Mapping[str, float | None]) -> list[str]:
+    """The lines printed under a map column: ``part 0.99``, ``rest 0.56``, ``background 0.17``
+    (keys the coverage lacks, e.g. part and rest on a dataset without part masks, are left out)."""
+    return [f"{label} {coverage[key]:.2f}" for key, label in COVERAGE_LINES if coverage.get(key) is not None]
+
+
+def coverage_footer(columns: Sequence[str], coverage: Mapping[str, Mapping[str, float | None]], box: int, size: int = 14) -> np.ndarray:
+    """A row under the strips: each map column's coverage at alpha, centred under the column."""
+    from PIL import Image, ImageDraw
+
+    texts = [coverage_text(coverage[name]) if name in coverage else [] for name in columns]
+    lines = max([len(t) for t in texts] + [1])
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    longest = max((line for t in texts for line in t), key=len, default="")
+    while size > 8 and measure.textlength(longest, font=font(size)) > box - 6:  # each line within its column
+        size -= 1
+    line_height = size + 4
+    width = len(columns) * box + (len(columns) - 1) * GAP
+    image = Image.new("RGB", (width, line_height * (lines + 1) + 6), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    face = font(size)
+    if any(texts):
+        draw.text((4, line_height / 2 + 2), "coverage", fill=TEXT, font=face, anchor="lm")
+    for n, text in enumerate(texts):
+        for k, line in enumerate(text):
+            draw.text((n * (box + GAP) + box / 2, line_height * (k + 1.5) + 2), line, fill=TEXT, font=face, anchor="mm")
+    return np.asarray(image)
+
+
 def strip_figure(dataset, ids: Sequence[str], sources: StripSources, box: int = 160) -> np.ndarray:
     """Rows of image | ground truth | one heat overlay per map store | pseudo label | prediction,
-    under a header row of column titles and above a legend of the label colours."""
+    under a header row of column titles and above the map columns' coverage (if given) and a legend
+    of the label colours."""
     if not ids:
         raise UserError("no images to draw")
     columns = sources.columns()
@@ -264,6 +300,8 @@ def strip_figure(dataset, ids: Sequence[str], sources: StripSources, box: int = 
         for n, panel in enumerate(panels):
             row[:, n * (box + GAP) : n * (box + GAP) + box] = panel
         parts += [row, np.full((GAP, width, 3), 255, dtype=np.uint8)]
+    if sources.coverage:
+        parts.append(coverage_footer(columns, sources.coverage, box))
     parts.append(legend(dataset.class_names, width))
     return np.concatenate(parts, axis=0)
 

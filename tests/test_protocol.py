@@ -67,6 +67,10 @@ def test_eval_maps_and_score_labels_carry_both_protocols(store, tmp_path):
     assert refined["reference_protocol"]["protocol"]["split"] == "train" and refined["headline_protocol"] == "ours"
     # the reference's rule never ignores: on the whole split its pixel accuracy counts every pixel
     assert refined["reference_protocol"]["num_images"] == 6
+    # and the store's coverage, as eval-maps measures it (the report prints it under the refined column)
+    coverage = refined["reference_protocol"]["coverage"]
+    assert set(coverage) >= {"part", "rest_of_object", "background"}
+    assert coverage == pytest.approx(cam["coverage"])
 
     rows = comparison_rows({("drs", "cam"): {**cam, "stage": "cam"}, ("drs", "refined"): refined})
     assert rows[0].miou == pytest.approx(ref["miou"]) and rows[0].split == "sub" and "reference" in rows[0].scored

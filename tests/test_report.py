@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,3 +349,55 @@ rule summary:
     assert check.returncode == 0, check.stdout + check.stderr
     shots = sorted(p.name for p in (tmp_path / "shots").glob("*.png"))
     assert shots == ["comparison.png", "landing.png", "strips.png"]
+
+
+def test_coverage_is_printed_under_its_map_column_only(tiny_run):
+    from drs.viz import BACKGROUND, GAP, coverage_footer, coverage_text
+
+    assert coverage_text({"part": 0.999, "rest_of_object": 0.5571, "background": 0.171}) == [
+        "part 1.00",
+        "rest 0.56",
+        "background 0.17",
+    ]
+    assert coverage_text({"background": 0.2}) == ["background 0.20"]  # no part masks: background only
+    box = 96
+    columns = ["image", "ground truth", "CAM", "DRS", "pseudo label"]
+    footer = coverage_footer(columns, {"DRS": {"part": 0.98, "rest_of_object": 0.97, "background": 0.85}}, box)
+    inked = (footer != np.array(BACKGROUND, dtype=np.uint8)).any(axis=2)
+    span = lambda n: inked[:, n * (box + GAP) + 2 : n * (box + GAP) + box - 2]  # noqa: E731
+    assert span(3)[footer.shape[0] // 3 :].any()  # DRS: its three lines
+    assert not span(2).any() and not span(4).any()  # nothing under CAM or the pseudo labels
+
+
+def test_store_coverage_from_eval_maps_and_score_labels_metrics(tmp_path):
+    from drs.report import store_coverage
+
+    cov = {"part": 0.9, "rest_of_object": 0.5, "background": 0.1}
+    refined_cov = {"part": 0.95, "rest_of_object": 0.9, "background": 0.3}
+    cam = write_json(tmp_path / "cam.json", metrics(0.5, store="maps/train.h5", coverage=cov))
+    refined = write_json(
+        tmp_path / "refined.json",
+        metrics(0.6, reference_protocol={"miou": 0.6, "protocol": {"store": "maps/train_refined.h5"}, "coverage": refined_cov}),
+    )
+    seg = write_json(tmp_path / "seg.json", segmentation(0.6, "image"))
+    found = store_coverage([cam, refined, seg, tmp_path / "missing.json"])
+    assert found == {
+        (Path.cwd() / "maps/train.h5").resolve(): cov,
+        (Path.cwd() / "maps/train_refined.h5").resolve(): refined_cov,
+    }
+
+
+def test_cli_strips_carry_the_coverage_of_the_scored_stores(tiny_run, run_metrics, tmp_path):
+    stores = [f"{name}={path}" for name, path in tiny_run["stores"].items()]
+    base = ["report", "--label", "cam=CAM", "drs=DRS", "--main", "drs", "--strip-maps", *stores]
+    base += ["--dataset", str(tiny_run["dataset"]), "--num-strip-images", "2", "--panel-size", "48"]
+    plain = [f"{e}:{s}={p}" for (e, s), p in run_metrics.items()]
+    assert main([*base, "--metrics", *plain, "--out-dir", str(tmp_path / "plain")]) == 0
+    scored = write_json(
+        tmp_path / "cam_scored.json",
+        metrics(0.5, stage="cam", store=str(tiny_run["stores"]["CAM"]), coverage={"part": 1.0, "rest_of_object": 0.5, "background": 0.1}),
+    )
+    with_cov = [p for p in plain if not p.startswith("cam:cam=")] + [f"cam:cam={scored}"]
+    assert main([*base, "--metrics", *with_cov, "--out-dir", str(tmp_path / "cov")]) == 0
+    with Image.open(tmp_path / "plain/strips.png") as a, Image.open(tmp_path / "cov/strips.png") as b:
+        assert a.width == b.width and b.height > a.height  # a coverage row under the columns

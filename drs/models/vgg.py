@@ -256,6 +256,34 @@ def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None
             target.copy_(source)
 
 
+def load_extra_weights(model: DRSClassifier, state: Mapping[str, Any], path: str) -> bool:
+    """Copy ``extra.<i>.weight/bias`` tensors of a weights file (`drs pretrain-backbone --extra`) into
+    the extra convolutions, by order; False when the file has none (the paper's new, random layers)."""
+    by_index: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        parts = str(key).split(".")
+        if len(parts) == 3 and parts[0] == "extra" and parts[1].isdigit() and isinstance(value, torch.Tensor):
+            by_index.setdefault(int(parts[1]), {})[parts[2]] = value
+    if not by_index:
+        return False
+    targets = [m for m in model.extra if isinstance(m, nn.Conv2d)]
+    if len(by_index) != len(targets) or any(isinstance(m, nn.BatchNorm2d) for m in model.extra):
+        raise UserError(
+            f"weights file {path}: has {len(by_index)} 'extra.*' convolutions; the network has {len(targets)} "
+            "extra convolutions, which must be without batch norm (extra_batch_norm: false)"
+        )
+    with torch.no_grad():
+        for (index, tensors), conv in zip(sorted(by_index.items()), targets):
+            for name in ("weight", "bias"):
+                source = tensors.get(name)
+                target = getattr(conv, name)
+                if source is None or source.shape != target.shape:
+                    got = None if source is None else tuple(source.shape)
+                    raise UserError(f"weights file {path}: 'extra.{index}.{name}' has shape {got}; expected {tuple(target.shape)}")
+                target.copy_(source)
+    return True
+
+
 def drs_vgg16(
     num_classes: int,
     *,
@@ -280,7 +308,7 @@ def drs_vgg16(
         stages: keep the first 3, 4 or 5 VGG conv stages (see the module docstring for strides).
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet weights from torch hub's
             cache; never downloaded) or the path of a torchvision-format VGG-16 state dict. Needs
-            ``width == 1`` and ``stages == 5``.
+            ``width == 1`` and ``stages == 5`` for ``"imagenet"``; a file must match the network's shapes.
 
     Raises:
         ValueError: bad arguments.
@@ -289,7 +317,9 @@ def drs_vgg16(
     _check_args(num_classes, drs, delta, width, batch_norm, stages)
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights {weights!r}: expected None, 'imagenet' or a file path")
-    if weights is not None and (width != 1 or stages != 5):
+    # torchvision's ImageNet weights are the full network; a file (e.g. `drs pretrain-backbone`'s folded
+    # backbone) may hold any width and stages: load_backbone_weights checks every layer's shape
+    if isinstance(weights, str) and weights == "imagenet" and (width != 1 or stages != 5):
         raise UserError(
             f"pretrained VGG-16 weights ({weights!r}) need width 1 and stages 5; got width {width}, stages {stages}"
         )
@@ -329,4 +359,6 @@ def drs_vgg16(
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
     if path is not None:
         load_backbone_weights(model, path)
+        if not (isinstance(weights, str) and weights == "imagenet"):
+            load_extra_weights(model, torch.load(path, map_location="cpu", weights_only=True), path)
     return model
