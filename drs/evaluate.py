@@ -61,7 +61,7 @@ class Predictor:
         import torch
         import torch.nn.functional as F
 
-        from drs.data.torchdata import to_normalized_tensor
+        from drs.data.transforms import to_normalized_tensor
 
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
@@ -111,7 +111,7 @@ def validation_miou(model, voc, protocol: str = "reference", crop_size: int = RE
     under ``protocol``: the reference's periodic validation (main.py's ``validate``)."""
     import torch
 
-    from drs.data.torchdata import to_normalized_tensor
+    from drs.data.transforms import to_normalized_tensor
     from drs.metrics import SegmentationScore
 
     device = next(model.parameters()).device

@@ -14,7 +14,8 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
 from drs.evaluate import Predictor, evaluate
-from drs.segmenter import SegmentationSet, SegmenterSettings, load_segmenter, train_segmenter
+from drs.data.datasets import SegmentationSet
+from drs.segmenter import SegmenterSettings, load_segmenter, train_segmenter
 
 TINY = dict(backbone="resnet18", width=0.125, pretrained="none", epochs=2, batch_size=4, crop_size=40, scale_range=[0.75, 1.25], log_every=1)
 

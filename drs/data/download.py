@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from drs.data.voc import CLASS_NAMES_FILE, SPLIT_DIR, VOC_CLASSES
 from drs.errors import UserError
 from drs.fileio import publishing_dir
+from drs.settings import schema
 
 log = logging.getLogger("drs.download")
 
@@ -45,7 +46,8 @@ MIB = 1 << 20
 RETRY_PAUSE_S = 0.2
 USER_AGENT = "drs-wsss-download/1"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
-MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+# the schema's rule for voc2012.archives.*.md5 (either case; compared in lower case)
+MD5_RE = re.compile(schema()["$defs"]["archive"]["properties"]["md5"]["pattern"])
 
 # Failures worth another try: the connection dropped, stalled or never opened.
 _TRANSIENT = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)

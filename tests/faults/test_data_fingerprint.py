@@ -139,7 +139,7 @@ def test_store_records_the_dataset_fingerprint(data, capsys):
 def test_store_of_another_dataset_is_refused_at_every_use(data, tmp_path):
     """Same ids, other images (another seed): eval-maps, pseudo-labels and train-refiner refuse the
     store and name both; a plain copy of the store's own dataset (new mtimes) is accepted."""
-    from drs.refiner import RefineSet
+    from drs.data.datasets import RefineSet
 
     ds, other, _, store = data
     copy = copy_plain(ds, tmp_path / "copy")
