@@ -24,6 +24,7 @@ from drs.eval_maps import evaluate_store
 from drs.extract import extract_maps
 from drs.maps import MapStore, MapStoreWriter
 from drs.pseudo_labels import generate_pseudo_labels
+from drs.settings import PseudoLabelSettings
 
 # the issue's $S, at 48 px to stay fast
 SETTINGS = dict(
@@ -169,7 +170,7 @@ def test_store_ids_absent_from_the_dataset_are_refused(data, tmp_path):
         evaluate_store(store, small)
     out = tmp_path / "labels"
     with pytest.raises(UserError, match="images are not in") as err:
-        generate_pseudo_labels(store, out, dataset=small, missing_saliency="threshold", workers=1)
+        generate_pseudo_labels(store, out, dataset=small, settings=PseudoLabelSettings(missing_saliency="threshold"), workers=1)
     assert str(ds.resolve()) in str(err.value) and not out.exists()
 
 

@@ -397,6 +397,7 @@ def test_refiner_names_maps_of_another_size(ds, tmp_path):
 def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
     from drs.maps import MapStoreWriter
     from drs.pseudo_labels import generate_pseudo_labels
+    from drs.settings import PseudoLabelSettings
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -404,7 +405,7 @@ def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
                         dataset=ds) as writer:  # fmt: skip
         writer.add(".hidden", [1], np.ones((1, 48, 48), np.float32))
     with pytest.raises(UserError, match=rf"{store}: id '.hidden' starts with a dot"):
-        generate_pseudo_labels(store, tmp_path / "labels", ds, saliency="none", workers=1)
+        generate_pseudo_labels(store, tmp_path / "labels", ds, PseudoLabelSettings(saliency="none"), workers=1)
     assert not (tmp_path / "labels").exists()
 
 
