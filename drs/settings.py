@@ -34,7 +34,6 @@ AT_LEAST = {
     "weight_decay": 0,
     "poly_power": 0,
     "output_stride": 1,
-    "scales": 1,
 }
 ABOVE = {"lr": 0, "width": 0}
 
@@ -176,6 +175,31 @@ class MapsSettings(Section):
     scales: list[int]
     flip: bool
     batch_size: int
+
+    def check(self) -> None:
+        if not self.scales or min(self.scales) < 1:
+            raise UserError(f"config key 'maps.scales': square sizes of at least 1 pixel, got {self.scales!r}")
+
+
+@section("evaluation")
+class EvaluationSettings(Section):
+    """DeepLabV3+'s predictions and their scores (``drs evaluate``); ``checkpoint`` and
+    ``test_split`` choose the workflow's inputs."""
+
+    scales: list[float]
+    flip: bool
+    protocol: str
+    crop_size: int
+    checkpoint: str
+    crf: bool
+    test_split: str
+
+    def __post_init__(self) -> None:
+        self.scales = [float(s) if isinstance(s, int) and not isinstance(s, bool) else s for s in self.scales]
+
+    def check(self) -> None:
+        if not self.scales or not all(s > 0 for s in self.scales):
+            raise UserError(f"config key 'evaluation.scales': factors above 0, got {self.scales!r}")
 
 
 @section("pseudo_labels")
