@@ -57,7 +57,7 @@ def bench_maps(checkpoint, dataset, split="train", scales=(256, 320, 384), flip=
     import torch.nn.functional as F
 
     from drs.classifier import load_classifier
-    from drs.data.torchdata import to_normalized_tensor
+    from drs.data.transforms import to_normalized_tensor
     from drs.data.voc import VOCDataset
     from drs.extract import extract_maps, forward_scales
     from drs.maps import MapStore
@@ -162,6 +162,7 @@ def bench_pseudo_labels(store, dataset=None, images=64, repeats=3) -> dict:
     """Pseudo-label throughput on the store's first ``images`` images, 1 worker vs all cores (best of ``repeats``)."""
     from drs.maps import MapStore
     from drs.pseudo_labels import generate_pseudo_labels
+    from drs.settings import PseudoLabelSettings
 
     if images < 1 or repeats < 1:
         raise UserError(f"--images and --repeats must be at least 1, got {images} and {repeats}")
@@ -176,7 +177,7 @@ def bench_pseudo_labels(store, dataset=None, images=64, repeats=3) -> dict:
             times = []
             for r in range(repeats):
                 run = generate_pseudo_labels(
-                    store, Path(tmp) / f"labels-{workers}-{r}", dataset, missing_saliency="threshold",
+                    store, Path(tmp) / f"labels-{workers}-{r}", dataset, PseudoLabelSettings(missing_saliency="threshold"),
                     workers=workers, limit=n,
                 )  # fmt: skip
                 times.append(run["seconds"])

@@ -29,6 +29,7 @@ STAGE_MODULES = [
     "drs.extract",
     "drs.eval_maps",
     "drs.pseudo_labels",
+    "drs.score_labels",
     "drs.refiner",
     "drs.import_weights",
     "drs.segmenter",

@@ -77,8 +77,9 @@ def comparison_table(runs: dict[str, dict]) -> str:
 
 def comparison_figure(stores: dict[str, str | Path], ids: list[str] | None = None, count: int = 6) -> np.ndarray:
     """Rows of image | ground truth | one map per store (max over the image's classes)."""
-    from drs.data.voc import VOCDataset, voc_palette
-    from drs.maps import MapStore, heat_colors, label_panel
+    from drs.data.voc import VOCDataset
+    from drs.maps import MapStore
+    from drs.viz import colour_labels, heat_colors, label_panel
 
     opened = {name: MapStore(path) for name, path in stores.items()}
     try:
@@ -87,11 +88,10 @@ def comparison_figure(stores: dict[str, str | Path], ids: list[str] | None = Non
         if ids is None:
             # prefer images with several objects: more to see
             ids = sorted(first.ids, key=lambda i: -len(first.header(i)[0]))[:count]
-        palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
         rows = []
         for image_id in ids:
             image = data.load_image(image_id)
-            panels = [label_panel(image, image_id), label_panel(palette[data.load_mask(image_id)], "ground truth")]
+            panels = [label_panel(image, image_id), label_panel(colour_labels(data.load_mask(image_id)), "ground truth")]
             for name, store in opened.items():
                 record = store.read(image_id)
                 heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(record.size)

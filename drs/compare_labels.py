@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from drs.data.voc import IGNORE
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, check_outside_dataset
 
 log = logging.getLogger("drs.compare_labels")
 
-IGNORE = 255
 
 
 def _ids(folder: Path) -> set[str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
+from drs.settings import SCHEMA_PATH
 
 if TYPE_CHECKING:
     import jsonschema
@@ -219,7 +220,6 @@ def check_config(config: dict) -> None:
 
 
 # -- command line --------------------------------------------------------------------------------
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def check_config_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:

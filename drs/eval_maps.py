@@ -24,14 +24,8 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.fileio import atomic_write_text
 from drs.metrics import SegmentationScore
-from drs.pseudo_labels import (
-    MISSING_SALIENCY_MODES,
-    SALIENCY_MODES,
-    SALIENCY_THRESHOLD,
-    add_saliency_threshold_argument,
-    pseudo_label,
-    threshold_images,
-)
+from drs.pseudo_labels import DEFAULTS, add_rule_arguments, pseudo_label, rule_settings, threshold_images
+from drs.settings import PseudoLabelSettings
 
 log = logging.getLogger("drs.eval_maps")
 
@@ -81,17 +75,15 @@ class Coverage:
 def evaluate_store(
     store_path: str | Path,
     dataset: str | Path | None = None,
-    alpha: float = 0.2,
-    bg_threshold: float = 0.2,
-    conflict_score: float = 0.9,
-    saliency: str = "saliency_map",
-    missing_saliency: str = "error",
-    saliency_threshold: float | None = SALIENCY_THRESHOLD,
+    settings: PseudoLabelSettings = DEFAULTS,
 ) -> dict:
-    """Score ``store_path``'s pseudo labels; ``saliency`` and ``missing_saliency`` as in
-    :func:`drs.pseudo_labels.generate_pseudo_labels` (an image without a saliency map is an
-    error, or uses the background threshold with ``missing_saliency="threshold"``)."""
+    """Score ``store_path``'s pseudo labels made with the rule's ``settings``, as
+    :func:`drs.pseudo_labels.generate_pseudo_labels` makes them (an image without a saliency map
+    is an error, or uses the background threshold with ``missing_saliency="threshold"``)."""
     from drs.maps import MapStore
+
+    s = settings
+    alpha, bg_threshold, conflict_score = s.alpha, s.bg_threshold, s.conflict_score
 
     with MapStore(store_path) as store:
         root = dataset or store.attrs.get("dataset")
@@ -100,8 +92,8 @@ def evaluate_store(
         if names != list(store.class_names):
             raise UserError(f"{store_path}: classes {store.class_names} differ from {root}'s {names}")
         check_store_data(store, voc)  # maps of these images, scored against these masks
-        use_saliency = saliency == "saliency_map"
-        threshold_ids = threshold_images(voc, store.ids, saliency, missing_saliency, bg_threshold)
+        use_saliency = s.saliency == "saliency_map"
+        threshold_ids = threshold_images(voc, store.ids, s.saliency, s.missing_saliency, bg_threshold)
         with_sal = SegmentationScore(len(names))
         with_thr = SegmentationScore(len(names))
         coverage = Coverage()
@@ -118,7 +110,7 @@ def evaluate_store(
                     if record.image_id in threshold_ids
                     else voc.load_saliency(record.image_id, size=tuple(record.size))
                 )
-                sal_label = pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score, saliency_threshold)
+                sal_label = pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score, s.saliency_threshold)
                 with_sal.add(sal_label, mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)
@@ -134,9 +126,9 @@ def evaluate_store(
             alpha=alpha,
             bg_threshold=bg_threshold,
             conflict_score=conflict_score,
-            missing_saliency=missing_saliency,
+            missing_saliency=s.missing_saliency,
             threshold_images=len(threshold_ids),
-            saliency_threshold=saliency_threshold if use_saliency else None,
+            saliency_threshold=s.saliency_threshold if use_saliency else None,
             store=str(store_path),
             stage=store.stage,
         )
@@ -163,25 +155,14 @@ def add_parser(sub) -> None:
     p.add_argument("store", help="HDF5 map store")
     p.add_argument("--out", help="write the metrics JSON here")
     p.add_argument("--dataset", help="dataset folder (default: the one recorded in the store)")
-    p.add_argument("--alpha", type=float, default=0.2, help="object cue threshold (default 0.2)")
-    p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency")
-    p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts")
-    p.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="background cue")
-    p.add_argument(
-        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
-        help="an image without a saliency map: error (default), or use the background threshold",
-    )  # fmt: skip
-    add_saliency_threshold_argument(p)
-    protocol.add_arguments(p)
+    add_rule_arguments(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    result = evaluate_store(
-        args.store, args.dataset, args.alpha, args.bg_threshold, args.conflict_score, args.saliency,
-        args.missing_saliency, args.saliency_threshold,
-    )  # fmt: skip
-    protocol.apply(result, args, args.store)
+    settings = rule_settings(args)
+    result = evaluate_store(args.store, args.dataset, settings)
+    protocol.apply(result, settings, args.dataset, args.store)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(summary_line(result))

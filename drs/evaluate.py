@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
+from drs.settings import EvaluationSettings, add_settings_argument, schema_properties, settings_from_args
 
 log = logging.getLogger("drs.evaluate")
 
@@ -61,7 +62,7 @@ class Predictor:
         import torch
         import torch.nn.functional as F
 
-        from drs.data.torchdata import to_normalized_tensor
+        from drs.data.transforms import to_normalized_tensor
 
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
@@ -83,7 +84,7 @@ class Predictor:
         return self.scores(image).argmax(0).astype(np.uint8)
 
 
-PROTOCOLS = ("full", "reference")
+PROTOCOLS = tuple(schema_properties("evaluation")["protocol"]["enum"])
 REFERENCE_CROP = 513  # the reference's --crop_size with --crop_val
 SUBMISSION_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"  # the VOC server's layout
 
@@ -111,7 +112,7 @@ def validation_miou(model, voc, protocol: str = "reference", crop_size: int = RE
     under ``protocol``: the reference's periodic validation (main.py's ``validate``)."""
     import torch
 
-    from drs.data.torchdata import to_normalized_tensor
+    from drs.data.transforms import to_normalized_tensor
     from drs.metrics import SegmentationScore
 
     device = next(model.parameters()).device
@@ -167,11 +168,7 @@ def evaluate(
     dataset: str | Path,
     split: str,
     predictions_dir: str | Path,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    protocol: str = "full",
-    crop_size: int = REFERENCE_CROP,
-    crf: bool = False,
+    settings: EvaluationSettings | None = None,
     crf_workers: int | None = None,
     submission: str | Path | None = None,
 ) -> dict:
@@ -179,8 +176,9 @@ def evaluate(
     the predictions; returns the metrics (see the module's docstring). An existing ``predictions_dir``
     is replaced only if this command wrote it (fileio.check_replaceable_dir); none inside ``dataset``.
 
-    ``protocol``: ``full`` (whole images at ``scales``, with ``flip``) or ``reference`` (the
-    authors' crop: :func:`reference_crop`, one scale, no flip). ``crf`` also scores the dense-CRF
+    ``settings`` (the config's ``evaluation`` section; default: the schema's): ``protocol`` is
+    ``full`` (whole images at ``scales``, with ``flip``) or ``reference`` (the authors' crop of
+    ``crop_size``: :func:`reference_crop`, one scale, no flip). ``crf`` also scores the dense-CRF
     labels (:mod:`drs.crf`, on ``crf_workers`` processes) under ``result["crf"]``. A split without
     masks (VOC test) is not scored: its predictions (after the CRF with ``crf``) go to the test
     server's layout under ``submission`` (a ``.tar.gz`` path; the folder beside it, without the
@@ -192,6 +190,8 @@ def evaluate(
     from drs.fileio import check_replaceable_dir, publishing_dir
     from drs.metrics import SegmentationScore
 
+    s = settings or EvaluationSettings()
+    scales, flip, protocol, crop_size, crf = s.scales, s.flip, s.protocol, s.crop_size, s.crf
     if protocol not in PROTOCOLS:
         raise UserError(f"evaluation protocol {protocol!r}: expected one of {list(PROTOCOLS)}")
     if protocol == "reference" and (list(scales) != [1.0] or flip):
@@ -341,6 +341,8 @@ def _write_submission(labels_dir: Path, ids: list[str], archive: Path) -> None:
 
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
+    import argparse
+
     from drs.argtypes import positive_float
 
     p = sub.add_parser(
@@ -354,15 +356,17 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="val", help="id list to evaluate (default: val)")
     p.add_argument("--predictions", required=True, help="output folder of <id>.png predictions")
     p.add_argument("--out", required=True, help="metrics JSON to write (segmentation.json)")
-    p.add_argument("--scales", type=positive_float, nargs="+", default=[1.0], help="input scales (default: 1.0)")
-    p.add_argument("--flip", action="store_true", help="also predict the mirrored images")
+    add_settings_argument(p, EvaluationSettings)
+    hand = {"default": argparse.SUPPRESS}  # given by hand (or by a rule): overrides the key of --settings
+    p.add_argument("--scales", type=positive_float, nargs="+", help="override evaluation.scales: input scales", **hand)
+    p.add_argument("--flip", action="store_true", help="override evaluation.flip: also predict the mirrored images", **hand)
     p.add_argument(
-        "--protocol", choices=PROTOCOLS, default="full",
-        help="full: whole images at --scales (default); reference: the authors' 513 centre crop of the "
-        "image resized to shorter side 513, one scale, no flip",
+        "--protocol", choices=PROTOCOLS, **hand,
+        help="override evaluation.protocol: full, whole images at the scales; reference, the authors' centre "
+        "crop of the image resized to shorter side crop_size, one scale, no flip",
     )  # fmt: skip
-    p.add_argument("--crop-size", type=int, default=REFERENCE_CROP, help="crop of the reference protocol (default: 513)")
-    p.add_argument("--crf", action="store_true", help="also score dense-CRF labels (the authors' parameters)")
+    p.add_argument("--crop-size", type=int, help="override evaluation.crop_size: crop of the reference protocol", **hand)
+    p.add_argument("--crf", action="store_true", help="override evaluation.crf: also score dense-CRF labels", **hand)
     p.add_argument("--crf-workers", type=int, help="processes for the CRF (default: every usable core)")
     p.add_argument(
         "--submission", help="for a split without masks (VOC test): the .tar.gz to write for the evaluation server"
@@ -375,9 +379,9 @@ def _run(args) -> int:
     from drs.fileio import atomic_write_text, check_outside_dataset
 
     check_outside_dataset(args.out, args.dataset)
+    settings = settings_from_args(EvaluationSettings, args)
     result = evaluate(
-        args.model, args.dataset, args.split, args.predictions, args.scales, args.flip,
-        protocol=args.protocol, crop_size=args.crop_size, crf=args.crf, crf_workers=args.crf_workers,
+        args.model, args.dataset, args.split, args.predictions, settings, crf_workers=args.crf_workers,
         submission=args.submission,
     )  # fmt: skip
     if args.experiment:

@@ -81,7 +81,7 @@ def localization_maps(
     for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps)."""
     import torch
 
-    from drs.data.torchdata import to_normalized_tensor
+    from drs.data.transforms import to_normalized_tensor
 
     for chunk in _batches(ids, batch_size):
         images = [voc.load_image(i) for i in chunk]
@@ -194,24 +194,33 @@ def extract_maps(
 
 # -- command line --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
+    import argparse
+
     from drs.argtypes import positive_int
+    from drs.settings import MapsSettings, add_settings_argument
 
     p = sub.add_parser(
         "extract-maps",
         help="write a classifier's (or refiner's) localization maps to an HDF5 map store",
         description="Multi-scale (optionally flipped) localization maps of the ground-truth classes, "
-        "per-class max-normalised, written to an HDF5 map store (see `drs inspect`).",
+        "per-class max-normalised, written to an HDF5 map store (see `drs inspect`). The maps section "
+        "comes as --settings; --scales, --flip and --batch-size override its keys.",
     )
     p.add_argument("--model", required=True, help="checkpoint: model.pt of train-classifier, or of train-refiner for refined maps")
     p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     p.add_argument("--split", default="train", help="id list (default: train)")
     p.add_argument("--out", required=True, help="store to write (.h5)")
-    p.add_argument("--scales", type=positive_int, nargs="+", required=True, help="square input sizes, e.g. 256 320 384")
-    p.add_argument("--flip", action="store_true", help="also use horizontally flipped images")
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    add_settings_argument(p, MapsSettings)
+    hand = {"default": argparse.SUPPRESS}  # given by hand: overrides the key of --settings
+    p.add_argument("--scales", type=positive_int, nargs="+", help="override maps.scales: square input sizes, e.g. 256 320 384", **hand)
+    p.add_argument("--flip", action="store_true", help="override maps.flip: also use horizontally flipped images", **hand)
+    p.add_argument("--batch-size", type=positive_int, help="override maps.batch_size", **hand)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    extract_maps(args.model, args.dataset, args.split, args.out, args.scales, args.flip, args.batch_size)
+    from drs.settings import MapsSettings, settings_from_args
+
+    s = settings_from_args(MapsSettings, args)
+    extract_maps(args.model, args.dataset, args.split, args.out, s.scales, s.flip, s.batch_size)
     return 0

@@ -623,63 +623,6 @@ def format_summary(info: dict[str, Any]) -> str:
     return "\n".join(f"{key}: {value}" for key, value in lines)
 
 
-# -- overlay ---------------------------------------------------------------------------------------
-def heat_colors(values: np.ndarray) -> np.ndarray:
-    """A jet-like colour map: values in [0, 1] -> uint8 RGB (dark blue, cyan, yellow, dark red)."""
-    x = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
-    centres = np.array([0.75, 0.5, 0.25], dtype=np.float32)  # where r, g, b peak
-    rgb = np.clip(1.5 - np.abs(4.0 * (x - centres)), 0.0, 1.0)
-    return np.round(rgb * 255.0).astype(np.uint8)
-
-
-def label_panel(panel: np.ndarray, text: str) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
-    image = Image.fromarray(panel)
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = draw.textbbox((2, 1), text)
-    draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
-    draw.text((2, 1), text, fill=(255, 255, 255))
-    return np.asarray(image)
-
-
-def overlay(store: MapStore | str | Path, image_id: str, dataset_root: str | Path | None = None) -> np.ndarray:
-    """Side by side: the image; the image under each stored class's map (named); the ground truth."""
-    if not isinstance(store, MapStore):
-        with MapStore(store) as opened:
-            return overlay(opened, image_id, dataset_root)
-    from PIL import Image
-
-    from drs.data.voc import VOCDataset, voc_palette
-
-    record = store.read(image_id)
-    root = Path(dataset_root if dataset_root is not None else store.attrs.get("dataset", ""))
-    if not str(root) or not root.is_dir():
-        raise UserError(
-            f"{root}: dataset folder of map store {store.path} not found; pass --dataset ROOT to say where it is"
-        )
-    data = VOCDataset(root, store.split)
-    image = data.load_image(image_id)
-    if image.shape[:2] != record.size:
-        raise UserError(
-            f"{data.image_path(image_id)}: image is {image.shape[0]}x{image.shape[1]} but map store {store.path} "
-            f"has {record.size[0]}x{record.size[1]} for {image_id!r}; is --dataset the dataset the maps came from?"
-        )
-    panels = [image]
-    base = image.astype(np.float32)
-    for cls, heat in zip(record.classes, np.minimum(record.float(), 1.0)):  # colours cap scores at 1
-        blended = np.round(0.5 * base + 0.5 * heat_colors(heat)).astype(np.uint8)
-        name = store.class_names[cls] if cls < len(store.class_names) else str(cls)
-        panels.append(label_panel(blended, f"{cls} {name}"))
-    if data.mask_path(image_id).exists():
-        mask = data.load_mask(image_id)
-        if mask.shape != image.shape[:2]:
-            mask = np.asarray(Image.fromarray(mask).resize(image.shape[1::-1], Image.NEAREST))
-        palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
-        panels.append(label_panel(palette[mask], "ground truth"))
-    return np.concatenate(panels, axis=1)
-
-
 # -- command line ----------------------------------------------------------------------------------
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -703,8 +646,9 @@ def _run(args) -> int:
     with MapStore(args.store) as store:
         if args.image_id is not None:
             from drs.fileio import atomic_save_image
+            from drs.viz import store_overlay
 
-            out = atomic_save_image(args.out, overlay(store, args.image_id, args.dataset))
+            out = atomic_save_image(args.out, store_overlay(store, args.image_id, args.dataset))
             print(out)
             return 0
         info = summary(store)

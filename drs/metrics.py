@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = 255
+from drs.data.voc import IGNORE
 
 
 class SegmentationScore:

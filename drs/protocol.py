@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from drs.errors import UserError
-from drs.pseudo_labels import SALIENCY_THRESHOLD, binarize_saliency
+from drs.pseudo_labels import DEFAULTS, binarize_saliency
+from drs.settings import PseudoLabelSettings, schema_properties
 
-HEADLINE_PROTOCOLS = ("ours", "reference")
+HEADLINE_PROTOCOLS = tuple(schema_properties("pseudo_labels")["headline_protocol"]["enum"])
 OURS_RULE = (
     "pseudo labels with the conflict and salient-background ignore steps; predicted 255 left out of the "
     "confusion matrix and counted (ignored_fraction); ground-truth 255 left out"
@@ -33,7 +34,9 @@ REFERENCE_RULE = (
 )
 
 
-def reference_label(classes, maps, saliency, alpha=0.2, bg_threshold=0.2, saliency_threshold=SALIENCY_THRESHOLD):
+def reference_label(
+    classes, maps, saliency, alpha=DEFAULTS.alpha, bg_threshold=DEFAULTS.bg_threshold, saliency_threshold=DEFAULTS.saliency_threshold
+):
     """The reference's scoring label (H, W) uint8: no pixel is ignored."""
     maps = np.asarray(maps, dtype=np.float32)
     h, w = maps.shape[1:]
@@ -55,16 +58,15 @@ def reference_score(
     store_path: str | Path,
     dataset: str | Path | None = None,
     split: str | None = None,
-    alpha: float = 0.2,
-    bg_threshold: float = 0.2,
-    saliency: str = "saliency_map",
-    saliency_threshold: float | None = SALIENCY_THRESHOLD,
-    missing_saliency: str = "error",
+    settings: PseudoLabelSettings = DEFAULTS,
 ) -> dict:
     """Score a map store's images the reference's way, on ``split`` (default: the store's own):
-    its images must all be in the store. Returns miou, pixel_accuracy, per_class_iou, num_images and
-    ``protocol``. An image without a saliency map is an error, or uses the background threshold
-    with ``missing_saliency="threshold"`` (as in :func:`drs.pseudo_labels.threshold_images`)."""
+    its images must all be in the store, with the rule's ``settings`` (alpha, bg_threshold,
+    saliency, saliency_threshold, missing_saliency). Returns miou, pixel_accuracy, per_class_iou,
+    num_images and ``protocol``. An image without a saliency map is an error, or uses the
+    background threshold with ``missing_saliency="threshold"`` (as in
+    :func:`drs.pseudo_labels.threshold_images`)."""
+    s = settings
     from drs.data.voc import VOCDataset
     from drs.eval_maps import Coverage
     from drs.maps import MapStore
@@ -84,8 +86,8 @@ def reference_score(
                 f"{store_path}: {len(missing)} image(s) of split {split!r} (e.g. {missing[0]!r}) have no maps; the "
                 f"reference protocol scores the split {split!r}, which must lie within the store's split {store.split!r}"
             )
-        use_saliency = saliency != "none"
-        threshold_ids = threshold_images(voc, voc.ids, saliency, missing_saliency, bg_threshold)
+        use_saliency = s.saliency != "none"
+        threshold_ids = threshold_images(voc, voc.ids, s.saliency, s.missing_saliency, s.bg_threshold)
         score = SegmentationScore(len(names))
         coverage = Coverage()  # the maps' part / rest-of-object / background coverage at alpha
         for image_id in voc.ids:
@@ -94,21 +96,21 @@ def reference_score(
             sal = None
             if use_saliency and image_id not in threshold_ids:
                 sal = voc.load_saliency(image_id, size=tuple(record.size))
-            label = reference_label(record.classes, maps, sal, alpha, bg_threshold, saliency_threshold)
+            label = reference_label(record.classes, maps, sal, s.alpha, s.bg_threshold, s.saliency_threshold)
             mask = voc.load_mask(image_id)
             try:
                 score.add(label, mask)
             except ValueError as err:
                 raise UserError(f"{voc.mask_path(image_id)}: {err}") from None
-            coverage.add(record.classes, maps, mask, voc.load_part_mask(image_id) if voc.has_parts else None, alpha)
+            coverage.add(record.classes, maps, mask, voc.load_part_mask(image_id) if voc.has_parts else None, s.alpha)
     result = score.result(names)
     result["coverage"] = coverage.result()
     result.pop("confusion_matrix")
     result.pop("ignored_fraction")
     result["split"] = split
     result["protocol"] = protocol(
-        "reference", split, result["num_images"], saliency_threshold if use_saliency else None,
-        background_cue="saliency" if use_saliency else "threshold", alpha=alpha, store=str(store_path),
+        "reference", split, result["num_images"], s.saliency_threshold if use_saliency else None,
+        background_cue="saliency" if use_saliency else "threshold", alpha=s.alpha, store=str(store_path),
         threshold_images=len(threshold_ids),
     )  # fmt: skip
     return result
@@ -130,37 +132,11 @@ def add_protocols(result: dict, reference: dict | None, saliency_threshold, head
     return result
 
 
-def add_arguments(parser, store_flag: bool = False) -> None:
-    """The command-line options of the reference protocol (eval-maps, score-labels)."""
-    if store_flag:  # score-labels: the map store and the rule's settings the reference labels need
-        from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES, add_saliency_threshold_argument
-
-        parser.add_argument("--store", help="map store the labels came from: also score it the reference's way")
-        parser.add_argument("--alpha", type=float, default=0.2, help="with --store: object cue threshold (default 0.2)")
-        parser.add_argument("--bg-threshold", type=float, default=0.2, help="with --store: background score without saliency")
-        parser.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="with --store: background cue")
-        parser.add_argument(
-            "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
-            help="with --store: an image without a saliency map: error (default), or use the background threshold",
-        )  # fmt: skip
-        add_saliency_threshold_argument(parser)
-    parser.add_argument(
-        "--reference-split", help="split the reference protocol scores (default: the store's; VOC: train, 1,464 images)"
-    )
-    parser.add_argument(
-        "--headline-protocol", choices=HEADLINE_PROTOCOLS, default="ours",
-        help="which scores the report leads with (default ours; the reference's for VOC)",
-    )  # fmt: skip
-
-
-def apply(result: dict, args, store: str | None) -> dict:
-    """:func:`add_protocols` from parsed arguments (eval-maps, score-labels): the reference's scores
-    of ``store`` when there is one."""
+def apply(result: dict, settings: PseudoLabelSettings, dataset: str | Path | None, store: str | None) -> dict:
+    """:func:`add_protocols` with the pseudo-label ``settings`` (eval-maps, score-labels): the
+    reference's scores of ``store`` (on ``settings.reference_split``) when there is one."""
     reference = None
     if store:
-        reference = reference_score(
-            store, args.dataset, args.reference_split, args.alpha, args.bg_threshold, args.saliency,
-            args.saliency_threshold, getattr(args, "missing_saliency", "error"),
-        )  # fmt: skip
-    threshold = args.saliency_threshold if getattr(args, "saliency", "saliency_map") != "none" else None
-    return add_protocols(result, reference, threshold, args.headline_protocol)
+        reference = reference_score(store, dataset, settings.reference_split, settings)
+    threshold = settings.saliency_threshold if settings.saliency != "none" else None
+    return add_protocols(result, reference, threshold, settings.headline_protocol)

@@ -9,33 +9,36 @@ as continuous saliency in [0, 1] (not the reference's rule; an explicit option).
 ``conflict_score``, and pixels labelled background although salient (saliency == 1).
 
 ``drs pseudo-labels STORE --out DIR`` writes every image's label as ``DIR/<id>.png`` (VOC palette
-PNG, 255 = ignore), over all cores; ``drs score-labels DIR --dataset ROOT --split SPLIT`` scores such
-a folder against the ground truth.
+PNG, 255 = ignore), over all cores (``drs score-labels``, :mod:`drs.score_labels`, scores such a
+folder). The rule's settings are the config's ``pseudo_labels`` section
+(:class:`drs.settings.PseudoLabelSettings`; its defaults are the schema's).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from drs.data.voc import IGNORE
 from drs.errors import UserError
-from drs.fileio import atomic_write_text, check_outside_dataset, check_replaceable_dir, publishing_dir, usable_cores
+from drs.fileio import check_replaceable_dir, publishing_dir, usable_cores
+from drs.settings import PseudoLabelSettings, add_settings_argument, schema_properties, settings_from_args
 from drs.workers import map_in_workers
 
 log = logging.getLogger("drs.pseudo_labels")
 
-IGNORE = 255
 KIND = "pseudo labels"  # the kind of folder `drs pseudo-labels` publishes (fileio.MARKER)
-#: the reference's saliency binarisation: grey > 50 (0-255) is salient
-SALIENCY_THRESHOLD = 50
+#: the schema's defaults (the reference's rule: alpha 0.2, saliency binarised at grey > 50, ...)
+DEFAULTS = PseudoLabelSettings()
+SALIENCY_MODES = tuple(schema_properties("pseudo_labels")["saliency"]["enum"])
+MISSING_SALIENCY_MODES = tuple(schema_properties("pseudo_labels")["missing_saliency"]["enum"])
 
 
-def binarize_saliency(saliency: np.ndarray, threshold: float | None = SALIENCY_THRESHOLD) -> np.ndarray:
+def binarize_saliency(saliency: np.ndarray, threshold: float | None = DEFAULTS.saliency_threshold) -> np.ndarray:
     """Grey saliency in [0, 1] (grey / 255) -> 1.0 where grey > ``threshold`` (on 0-255), else 0.0;
     ``threshold=None`` returns the grey values unchanged (continuous saliency)."""
     saliency = np.asarray(saliency, dtype=np.float32)
@@ -61,10 +64,10 @@ def pseudo_label(
     classes: np.ndarray,
     maps: np.ndarray,
     saliency: np.ndarray | None,
-    alpha: float = 0.2,
-    bg_threshold: float = 0.2,
-    conflict_score: float = 0.9,
-    saliency_threshold: float | None = SALIENCY_THRESHOLD,
+    alpha: float = DEFAULTS.alpha,
+    bg_threshold: float = DEFAULTS.bg_threshold,
+    conflict_score: float = DEFAULTS.conflict_score,
+    saliency_threshold: float | None = DEFAULTS.saliency_threshold,
 ) -> np.ndarray:
     """Label map (H, W) uint8 from the maps (K, H, W) of the image's classes (K,) and the grey
     saliency (H, W) in [0, 1], binarised at ``saliency_threshold`` (see :func:`binarize_saliency`)."""
@@ -84,10 +87,6 @@ def pseudo_label(
 
 
 # -- label files -------------------------------------------------------------------------------------
-SALIENCY_MODES = ("saliency_map", "none")
-MISSING_SALIENCY_MODES = ("error", "threshold")
-
-
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -154,25 +153,21 @@ def generate_pseudo_labels(
     store_path: str | Path,
     out_dir: str | Path,
     dataset: str | Path | None = None,
-    alpha: float = 0.2,
-    saliency: str = "saliency_map",
-    bg_threshold: float = 0.2,
-    conflict_score: float = 0.9,
-    missing_saliency: str = "error",
+    settings: PseudoLabelSettings = DEFAULTS,
     workers: int | None = None,
     limit: int | None = None,
-    saliency_threshold: float | None = SALIENCY_THRESHOLD,
 ) -> dict:
     """:func:`write_pseudo_labels`, returning figures about the run (``out``, ``num_images``,
     ``ignored_fraction`` over all label pixels, ``seconds``, ``images_per_s``, ``workers``,
     ``threshold_images``: images that used the threshold for want of a saliency map).
     ``limit`` keeps the store's first ``limit`` images."""
+    s = settings
     from drs.data.fingerprint import check_store_data
     from drs.data.voc import VOCDataset, id_problem
     from drs.maps import MapStore
 
-    _check_choice("saliency", saliency, SALIENCY_MODES)
-    _check_choice("missing_saliency", missing_saliency, MISSING_SALIENCY_MODES)
+    _check_choice("saliency", s.saliency, SALIENCY_MODES)
+    _check_choice("missing_saliency", s.missing_saliency, MISSING_SALIENCY_MODES)
     if workers is not None and workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     start = time.perf_counter()
@@ -196,8 +191,8 @@ def generate_pseudo_labels(
     with MapStore(store_path) as store:  # labels only for the images the maps came from
         check_store_data(store, voc)
 
-    use_saliency = saliency == "saliency_map"
-    threshold_ids = threshold_images(voc, ids, saliency, missing_saliency, bg_threshold)
+    use_saliency = s.saliency == "saliency_map"
+    threshold_ids = threshold_images(voc, ids, s.saliency, s.missing_saliency, s.bg_threshold)
 
     check_replaceable_dir(out_dir, KIND, root)
     workers = max(1, min(workers or usable_cores(), len(ids)))
@@ -206,8 +201,8 @@ def generate_pseudo_labels(
     with publishing_dir(out_dir, replace=True, kind=KIND, dataset=root) as partial:
         common = dict(
             store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
-            alpha=alpha, bg_threshold=bg_threshold, conflict_score=conflict_score,
-            saliency_threshold=saliency_threshold,
+            alpha=s.alpha, bg_threshold=s.bg_threshold, conflict_score=s.conflict_score,
+            saliency_threshold=s.saliency_threshold,
         )  # fmt: skip
         jobs = []
         for i in range(0, len(ids), size):
@@ -229,7 +224,7 @@ def generate_pseudo_labels(
         "threshold_images": len(threshold_ids),
         "split": split,
         "dataset": str(root),
-        "saliency_threshold": saliency_threshold if use_saliency else None,
+        "saliency_threshold": s.saliency_threshold if use_saliency else None,
     }
 
 
@@ -237,7 +232,8 @@ def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) 
     """Write every image's pseudo label as ``out_dir/<id>.png`` (VOC palette PNG, 255 = ignore).
 
     The dataset root defaults to the store's ``dataset`` attribute; the split is the store's.
-    ``saliency="none"`` uses the constant ``bg_threshold`` as background cue for all images. With
+    ``settings`` (:class:`drs.settings.PseudoLabelSettings`) hold the rule: ``saliency="none"``
+    uses the constant ``bg_threshold`` as background cue for all images; with
     ``saliency="saliency_map"`` an image without a saliency map is an error, unless
     ``missing_saliency="threshold"`` (then it uses the threshold; a warning counts them).
     ``workers`` processes (default: all usable cores; 1 runs inline). The folder is built under
@@ -245,56 +241,28 @@ def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) 
     label PNGs that this command wrote (its marker file, fileio.MARKER), never any other folder nor
     one in the dataset folder; on failure (a full disk, SIGTERM) ``out_dir`` is left as it was, and
     the workers die with this process, even killed. ``options`` are those of
-    :func:`generate_pseudo_labels` (dataset, alpha, saliency, bg_threshold, conflict_score,
-    missing_saliency, workers, saliency_threshold).
+    :func:`generate_pseudo_labels` (dataset, settings, workers).
     """
     return generate_pseudo_labels(store_path, out_dir, **options)["out"]
 
 
-def score_labels(label_dir: str | Path, dataset: str | Path, split: str) -> dict:
-    """Score every ``label_dir/<id>.png`` of the split against its ground-truth mask.
-
-    Pixels labelled 255 are left out of the confusion matrix and counted (``ignored_fraction``).
-    """
-    from drs.data.voc import VOCDataset, check_label_values, read_label_png
-    from drs.metrics import SegmentationScore
-
-    label_dir = Path(label_dir)
-    if not label_dir.is_dir():
-        raise UserError(f"{label_dir}: label folder not found")
-    voc = VOCDataset(dataset, split)
-    names = list(voc.class_names)
-    score = SegmentationScore(len(names))
-    for image_id in voc.ids:
-        path = label_dir / f"{image_id}.png"
-        if not path.exists():
-            raise UserError(f"{path}: label not found (listed in {split}.txt of {dataset})")
-        label = check_label_values(read_label_png(path), voc.num_classes, path)
-        mask = voc.load_mask(image_id)
-        if label.shape != mask.shape:
-            raise UserError(
-                f"{path}: label is {label.shape[0]}x{label.shape[1]} but mask {voc.mask_path(image_id)} is "
-                f"{mask.shape[0]}x{mask.shape[1]}"
-            )
-        bad = np.unique(label[(label >= len(names)) & (label != IGNORE)])
-        if bad.size:
-            raise UserError(f"{path}: label values {bad.tolist()} out of range (0..{len(names) - 1} or {IGNORE})")
-        try:
-            score.add(label, mask)
-        except ValueError as err:
-            raise UserError(f"{voc.mask_path(image_id)}: {err}") from None
-    result = score.result(names)
-    result.update(split=split, labels=str(label_dir), dataset=str(dataset))
-    return result
-
-
 # -- command line ------------------------------------------------------------------------------------
-def add_saliency_threshold_argument(parser) -> None:
-    parser.add_argument(
-        "--saliency-threshold", type=saliency_threshold_arg, default=SALIENCY_THRESHOLD, metavar="GREY",
-        help=f"grey level (0-255) above which saliency counts as salient (default {SALIENCY_THRESHOLD}, the "
-        "reference's); 'continuous' uses grey / 255 as it is",
-    )  # fmt: skip
+def add_rule_arguments(parser) -> None:
+    """``--settings`` (the config's ``pseudo_labels`` section) and, for use by hand, a flag per key
+    that overrides it (pseudo-labels, eval-maps, score-labels)."""
+    keys = schema_properties("pseudo_labels")
+    add_settings_argument(parser, PseudoLabelSettings)
+    types = {"alpha": float, "bg_threshold": float, "conflict_score": float, "saliency_threshold": saliency_threshold_arg}
+    for key, spec in keys.items():
+        parser.add_argument(
+            "--" + key.replace("_", "-"), type=types.get(key), choices=spec.get("enum"), default=argparse.SUPPRESS,
+            help=f"override pseudo_labels.{key} (default {spec['default']!r}): {spec.get('description', '')}".rstrip(": "),
+        )  # fmt: skip
+
+
+def rule_settings(args) -> PseudoLabelSettings:
+    """The pseudo-label settings of parsed arguments (:func:`add_rule_arguments`)."""
+    return settings_from_args(PseudoLabelSettings, args)
 
 
 def add_parser(sub) -> None:
@@ -309,56 +277,15 @@ def add_parser(sub) -> None:
     p.add_argument("store", help="HDF5 map store")
     p.add_argument("--out", required=True, help="output folder (<id>.png per image)")
     p.add_argument("--dataset", help="dataset folder (default: the one recorded in the store)")
-    p.add_argument("--alpha", type=float, default=0.2, help="object cue threshold (default 0.2)")
-    p.add_argument("--saliency", choices=SALIENCY_MODES, default="saliency_map", help="background cue")
-    p.add_argument("--bg-threshold", type=float, default=0.2, help="background score without saliency (default 0.2)")
-    p.add_argument("--conflict-score", type=float, default=0.9, help="score counted for conflicts (default 0.9)")
-    add_saliency_threshold_argument(p)
-    p.add_argument(
-        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
-        help="an image without a saliency map: error (default), or use the background threshold",
-    )  # fmt: skip
+    add_rule_arguments(p)
     p.add_argument("--workers", type=int, help="processes (default: all usable cores)")
-    p.set_defaults(func=_run_write)
-
-    s = sub.add_parser(
-        "score-labels",
-        help="score a folder of label PNGs against the ground truth (mIoU)",
-        description="Score <id>.png of every image of a split against its ground-truth mask: mIoU, pixel "
-        "accuracy, per-class IoU; pixels labelled 255 are left out and counted (ignored fraction).",
-    )
-    s.add_argument("labels", help="folder of <id>.png label maps")
-    s.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
-    s.add_argument("--split", required=True, help="split whose images are scored")
-    s.add_argument("--out", help="write the metrics JSON here")
-    from drs import protocol
-
-    protocol.add_arguments(s, store_flag=True)
-    s.set_defaults(func=_run_score)
+    p.set_defaults(func=_run)
 
 
-def _run_write(args) -> int:
-    run = generate_pseudo_labels(
-        args.store, args.out, args.dataset, args.alpha, args.saliency, args.bg_threshold, args.conflict_score,
-        args.missing_saliency, args.workers, saliency_threshold=args.saliency_threshold,
-    )  # fmt: skip
+def _run(args) -> int:
+    run = generate_pseudo_labels(args.store, args.out, args.dataset, rule_settings(args), args.workers)
     print(
         f"wrote {run['num_images']} pseudo labels to {run['out']}: {100 * run['ignored_fraction']:.1f}% of pixels "
         f"ignored; {run['images_per_s']:.1f} images/s (workers: {run['workers']})"
-    )
-    return 0
-
-
-def _run_score(args) -> int:
-    from drs import protocol
-
-    if args.out:
-        check_outside_dataset(args.out, args.dataset)
-    result = protocol.apply(score_labels(args.labels, args.dataset, args.split), args, args.store)
-    if args.out:
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(
-        f"{result['num_images']} images: mIoU {result['miou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}, "
-        f"{100 * result['ignored_fraction']:.1f}% of pixels ignored"
     )
     return 0

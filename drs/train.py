@@ -25,7 +25,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -479,3 +479,70 @@ def poly_decay(total_epochs: int, power: float = 0.9) -> Callable[[int], float]:
         return math.pow(1 - epoch / max(1, total_epochs), power)
 
     return factor
+
+
+# -- the trainers' scaffold ------------------------------------------------------------------------
+def data_loader(data, settings) -> DataLoader:
+    """The training DataLoader over ``data`` with ``settings``' batch_size and num_workers: shuffled
+    by its own generator (which :func:`fit` reseeds every epoch), the last partial batch dropped
+    when there is more than one batch. ``num_workers`` None: the job's threads on CUDA, none on the
+    CPU (one stream there, as the outputs pinned by the tests). Pinned memory on CUDA. Workers
+    are never persistent: each epoch's workers take their seeds from the generator fit has just
+    reseeded, and see that epoch's ``epoch_seed`` (drs.distributed.SeededSamples)."""
+    cuda = torch.cuda.is_available()
+    workers = settings.num_workers
+    if workers is None:
+        workers = torch.get_num_threads() if cuda else 0
+    return DataLoader(
+        data,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(data) > settings.batch_size,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=False,
+        generator=torch.Generator(),
+    )
+
+
+def step_schedule(settings, steps_per_epoch: int) -> tuple[LoopSettings, dict]:
+    """The VGG trainers' schedule: ``settings.epochs`` epochs, lr x0.1 from each of
+    ``settings.lr_decay_epochs`` on."""
+    return settings.loop, {"lr_at_epoch": step_decay(settings.lr_decay_epochs)}
+
+
+def train(
+    kind: str,
+    name: str,
+    settings,
+    out_dir: str | Path,
+    data,
+    model: Callable[[], nn.Module],
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    step_loss: Callable[[nn.Module, object, torch.device], torch.Tensor],
+    record: dict,
+    *,
+    schedule: Callable[[object, int], tuple[LoopSettings, dict]] = step_schedule,
+    after_step: Callable[[nn.Module, dict], Callable[[int], None] | None] | None = None,
+    stop_after_steps: int | None = None,
+    nproc_invariant: bool | None = None,
+) -> Path:
+    """What every ``drs train-<kind>`` does once its dataset ``data`` is built: seed
+    (``settings.seed``), build the network (``model()``, its initialisation drawn after the seed)
+    and its ``optimizer(net)``, the loader (:func:`data_loader`), the record (kind, model config,
+    settings, then ``record``'s keys), :func:`fit` with ``step_loss`` and ``schedule(settings,
+    steps per epoch)`` (the loop settings and fit's learning-rate options), then ``OUT/model.pt``.
+    ``after_step(net, record)`` gives fit's ``after_step``. Returns the model file's path."""
+    seed_everything(settings.seed)
+    net = model()
+    opt = optimizer(net)
+    loader = data_loader(data, settings)
+    loop, rates = schedule(settings, len(loader))
+    record = {"kind": kind, "model_config": net.config, "settings": asdict(settings), **record}
+    log.info("%s: %d images, %d epochs (%d steps each)", name, len(data), loop.epochs, len(loader))
+    fit(
+        net, opt, loader, step_loss, loop, out_dir,
+        after_step=after_step(net, record) if after_step else None, name=name, extra_state={"record": record},
+        stop_after_steps=stop_after_steps, nproc_invariant=nproc_invariant, **rates,
+    )  # fmt: skip
+    return save_model(net, record, Path(out_dir))

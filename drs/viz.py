@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from drs.data.voc import IGNORE
 from drs.errors import UserError
 
 BACKGROUND = (255, 255, 255)
 PANEL_FILL = (236, 236, 236)
 TEXT = (20, 20, 20)
 GAP = 4
-IGNORE = 255
 
 
 def font(size: int):
@@ -46,8 +46,6 @@ def colour_labels(label: np.ndarray) -> np.ndarray:
 
 def heat_overlay(image: np.ndarray, heat: np.ndarray, weight: float = 0.55) -> np.ndarray:
     """The image under a jet-like colouring of ``heat`` (HxW in [0, 1], resized to the image)."""
-    from drs.maps import heat_colors
-
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape != image.shape[:2]:
         heat = resize(heat, image.shape[:2], nearest=False)
@@ -67,7 +65,7 @@ def resize(array: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarra
     return np.asarray(Image.fromarray(array).resize((width, height), resample))
 
 
-def fit(array: np.ndarray, box: int, nearest: bool) -> np.ndarray:
+def fit_in_box(array: np.ndarray, box: int, nearest: bool) -> np.ndarray:
     """An RGB panel scaled to fit a ``box`` x ``box`` square (aspect kept), centred on grey."""
     height, width = array.shape[:2]
     scale = box / max(height, width)
@@ -102,8 +100,67 @@ def _message_panel(box: int, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
+# -- a map store's maps (drs inspect --id) ------------------------------------------------------
+def heat_colors(values: np.ndarray) -> np.ndarray:
+    """A jet-like colour map: values in [0, 1] -> uint8 RGB (dark blue, cyan, yellow, dark red)."""
+    x = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25], dtype=np.float32)  # where r, g, b peak
+    rgb = np.clip(1.5 - np.abs(4.0 * (x - centres)), 0.0, 1.0)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def label_panel(panel: np.ndarray, text: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(panel)
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = draw.textbbox((2, 1), text)
+    draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(image)
+
+
+def store_overlay(store, image_id: str, dataset_root: str | Path | None = None) -> np.ndarray:
+    """Side by side: the image; the image under each stored class's map (named); the ground truth.
+    ``store``: a :class:`drs.maps.MapStore` or its path."""
+    from PIL import Image
+
+    from drs.data.voc import VOCDataset
+    from drs.maps import MapStore
+
+    if not isinstance(store, MapStore):
+        with MapStore(store) as opened:
+            return store_overlay(opened, image_id, dataset_root)
+
+    record = store.read(image_id)
+    root = Path(dataset_root if dataset_root is not None else store.attrs.get("dataset", ""))
+    if not str(root) or not root.is_dir():
+        raise UserError(
+            f"{root}: dataset folder of map store {store.path} not found; pass --dataset ROOT to say where it is"
+        )
+    data = VOCDataset(root, store.split)
+    image = data.load_image(image_id)
+    if image.shape[:2] != record.size:
+        raise UserError(
+            f"{data.image_path(image_id)}: image is {image.shape[0]}x{image.shape[1]} but map store {store.path} "
+            f"has {record.size[0]}x{record.size[1]} for {image_id!r}; is --dataset the dataset the maps came from?"
+        )
+    panels = [image]
+    base = image.astype(np.float32)
+    for cls, heat in zip(record.classes, np.minimum(record.float(), 1.0)):  # colours cap scores at 1
+        blended = np.round(0.5 * base + 0.5 * heat_colors(heat)).astype(np.uint8)
+        name = store.class_names[cls] if cls < len(store.class_names) else str(cls)
+        panels.append(label_panel(blended, f"{cls} {name}"))
+    if data.mask_path(image_id).exists():
+        mask = data.load_mask(image_id)
+        if mask.shape != image.shape[:2]:
+            mask = np.asarray(Image.fromarray(mask).resize(image.shape[1::-1], Image.NEAREST))
+        panels.append(label_panel(colour_labels(mask), "ground truth"))
+    return np.concatenate(panels, axis=1)
+
+
 # -- strips --------------------------------------------------------------------------------------
-Predictor = Callable[[np.ndarray], np.ndarray]
+LabelFunction = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -118,7 +175,7 @@ class StripSources:
 
     maps: Mapping[str, object] = field(default_factory=dict)
     pseudo_labels: Path | None = None
-    predictor: Predictor | None = None
+    predictor: LabelFunction | None = None
     coverage: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
@@ -185,28 +242,28 @@ def strip_row(dataset, image_id: str, sources: StripSources, box: int) -> list[n
     """The panels of one image, in :meth:`StripSources.columns` order."""
     image = dataset.load_image(image_id)
     shape = image.shape[:2]
-    panels = [_tag(fit(image, box, nearest=False), image_id, max(10, box // 14))]
+    panels = [_tag(fit_in_box(image, box, nearest=False), image_id, max(10, box // 14))]
     if dataset.mask_path(image_id).exists():
-        panels.append(fit(colour_labels(dataset.load_mask(image_id)), box, nearest=True))
+        panels.append(fit_in_box(colour_labels(dataset.load_mask(image_id)), box, nearest=True))
     else:
         panels.append(_message_panel(box, "no mask"))
     for name, store in sources.maps.items():
         record = store.read(image_id)
         # scores, capped at 1 for the colours (refined stores hold scores up to their score_scale)
         heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(shape, np.float32)
-        panels.append(fit(heat_overlay(image, heat), box, nearest=False))
+        panels.append(fit_in_box(heat_overlay(image, heat), box, nearest=False))
     if sources.pseudo_labels is not None:
         label = _read_pseudo_label(sources.pseudo_labels, image_id)
         if label.shape != shape:
             label = resize(label, shape, nearest=True)
-        panels.append(fit(colour_labels(label), box, nearest=True))
+        panels.append(fit_in_box(colour_labels(label), box, nearest=True))
     if sources.predictor is not None:
         prediction = np.asarray(sources.predictor(image))
         if prediction.shape != shape:
             raise UserError(
                 f"the segmenter's prediction for {image_id!r} is {prediction.shape}, not the image's size {shape}"
             )
-        panels.append(fit(colour_labels(prediction.astype(np.uint8)), box, nearest=True))
+        panels.append(fit_in_box(colour_labels(prediction.astype(np.uint8)), box, nearest=True))
     return panels
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from drs.data.voc import save_label_png
 from drs.eval_maps import Coverage, evaluate_store
+from drs.settings import PseudoLabelSettings
 from drs.maps import MapStoreWriter
 
 MASK = np.array([[1, 1, 0, 2], [1, 1, 0, 0]], np.uint8)
@@ -80,5 +81,5 @@ def test_eval_maps_scores_match_hand_computed_figures(hand_made):
     assert result["coverage"]["rest_of_object"] == pytest.approx(2 / 3)
     assert result["coverage"]["part"] == 1.0 and result["coverage"]["background"] == pytest.approx(2 / 3)
     # without saliency, the threshold figures are the main ones
-    plain = evaluate_store(store, root, saliency="none")
+    plain = evaluate_store(store, root, PseudoLabelSettings(saliency="none"))
     assert plain["background_cue"] == "threshold" and plain["miou"] == pytest.approx(0.45)

@@ -204,13 +204,15 @@ def test_sharded_extraction_gives_the_one_process_store(dataset, ddp_runs, tmp_p
 
 # -- pieces, in one process ------------------------------------------------------------------------
 def test_shard_loader_splits_each_global_batch_across_processes(dataset):
-    from drs.data.torchdata import ClassificationSet, classification_transform
+    from drs.data.datasets import ClassificationSet
+    from drs.data.transforms import classification_transform
     from drs.data.voc import VOCDataset
     from drs.distributed import shard_loader
+    from drs.train import data_loader
 
     settings = ClassifierSettings.from_dict(SETTINGS)
     data = ClassificationSet(VOCDataset(dataset, "train"), classification_transform(48, 40))
-    loader = settings.loader(data)
+    loader = data_loader(data, settings)
 
     def batches(num, index):
         part = shard_loader(loader, seed=7, num=num, index=index)
@@ -227,7 +229,7 @@ def test_shard_loader_splits_each_global_batch_across_processes(dataset):
         torch.testing.assert_close(images[1::2], halves[1][step][0], rtol=0, atol=0)
         torch.testing.assert_close(targets[1::2], halves[1][step][1], rtol=0, atol=0)
     # nor do data-loading workers change what an image gets
-    loader = ClassifierSettings.from_dict({**SETTINGS, "num_workers": 2}).loader(data)
+    loader = data_loader(data, ClassifierSettings.from_dict({**SETTINGS, "num_workers": 2}))
     for (images, _), (again, _) in zip(whole, batches(1, 0)):
         torch.testing.assert_close(images, again, rtol=0, atol=0)
     with pytest.raises(UserError, match="batch size 4 cannot be split evenly across 3 processes"):

@@ -18,6 +18,7 @@ from drs.data.voc import VOCDataset, read_label_png
 from drs.errors import UserError
 from drs.evaluate import evaluate, reference_crop
 from drs.segmenter import SegmenterSettings, train_segmenter
+from drs.settings import EvaluationSettings
 
 from conftest import TINY_SPEC
 
@@ -60,7 +61,7 @@ def test_reference_crop_on_odd_sizes(height, width):
 
 
 def test_reference_protocol_scores_the_crop(model, data, tmp_path):
-    result = evaluate(model, data, "val", tmp_path / "pred", protocol="reference", crop_size=40)
+    result = evaluate(model, data, "val", tmp_path / "pred", EvaluationSettings(protocol="reference", crop_size=40))
     # every pixel of every 40 x 40 crop of the resized mask is counted, except 255
     voc = VOCDataset(data, "val")
     crops = [reference_crop(voc.load_image(i), voc.load_mask(i), 40)[1] for i in voc.ids]
@@ -75,7 +76,7 @@ def test_reference_protocol_scores_the_crop(model, data, tmp_path):
     assert np.sum(full["confusion_matrix"]) == sum(int((m != 255).sum()) for m in masks)
     assert full["protocol"]["name"] == "full" and full["protocol"]["crop"].startswith("none")
     with pytest.raises(UserError, match="one scale without flip"):
-        evaluate(model, data, "val", tmp_path / "x", scales=[1.0, 1.5], protocol="reference")
+        evaluate(model, data, "val", tmp_path / "x", EvaluationSettings(scales=[1.0, 1.5], protocol="reference"))
 
 
 def _blob_image(seed=0):

@@ -19,7 +19,9 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
 from drs.maps import MapStore, MapStoreWriter
-from drs.pseudo_labels import pseudo_label, score_labels, write_pseudo_labels
+from drs.pseudo_labels import pseudo_label, write_pseudo_labels
+from drs.score_labels import score_labels
+from drs.settings import PseudoLabelSettings
 
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
 
@@ -87,7 +89,7 @@ def test_writes_one_palette_png_per_image(setup, tmp_path):
 
 def test_file_equals_the_rule(setup, tmp_path):
     root, store = setup
-    out = write_pseudo_labels(store, tmp_path / "labels", alpha=0.3, conflict_score=0.8, workers=1)
+    out = write_pseudo_labels(store, tmp_path / "labels", settings=PseudoLabelSettings(alpha=0.3, conflict_score=0.8), workers=1)
     voc = VOCDataset(root, "train")
     with MapStore(store) as s:
         for image_id in s.ids[:2]:
@@ -107,7 +109,7 @@ def test_workers_give_identical_files(setup, tmp_path):
 
 def test_threshold_background_without_saliency(setup, tmp_path):
     root, store = setup
-    out = write_pseudo_labels(store, tmp_path / "labels", saliency="none", bg_threshold=0.35, workers=1)
+    out = write_pseudo_labels(store, tmp_path / "labels", settings=PseudoLabelSettings(saliency="none", bg_threshold=0.35), workers=1)
     with MapStore(store) as s:
         record = s.read(s.ids[0])
     expected = pseudo_label(record.classes, record.float(), None, 0.2, 0.35, 0.9)
@@ -125,7 +127,7 @@ def test_missing_saliency_map(own_data, tmp_path, caplog):
     assert not out.exists() and not (tmp_path / ".labels.partial").exists()
 
     with caplog.at_level(logging.WARNING, logger="drs.pseudo_labels"):
-        write_pseudo_labels(store, out, missing_saliency="threshold", workers=2)
+        write_pseudo_labels(store, out, settings=PseudoLabelSettings(missing_saliency="threshold"), workers=2)
     assert "1 of 6 images have no saliency map" in caplog.text
     with MapStore(store) as s:
         record = s.read(gone)
@@ -138,9 +140,9 @@ def test_missing_saliency_map(own_data, tmp_path, caplog):
 def test_bad_choices_are_user_errors(setup, tmp_path):
     _, store = setup
     with pytest.raises(UserError, match="saliency"):
-        write_pseudo_labels(store, tmp_path / "x", saliency="sal")
+        write_pseudo_labels(store, tmp_path / "x", settings=PseudoLabelSettings(saliency="sal"))
     with pytest.raises(UserError, match="missing_saliency"):
-        write_pseudo_labels(store, tmp_path / "x", missing_saliency="skip")
+        write_pseudo_labels(store, tmp_path / "x", settings=PseudoLabelSettings(missing_saliency="skip"))
     with pytest.raises(UserError, match="workers"):
         write_pseudo_labels(store, tmp_path / "x", workers=0)
 
@@ -148,7 +150,7 @@ def test_bad_choices_are_user_errors(setup, tmp_path):
 def test_out_dir_replaced_atomically(setup, tmp_path, monkeypatch):
     _, store = setup
     out = tmp_path / "labels"
-    write_pseudo_labels(store, out, saliency="none", workers=1)  # a folder this command wrote...
+    write_pseudo_labels(store, out, settings=PseudoLabelSettings(saliency="none"), workers=1)  # a folder this command wrote...
     (out / "stale.png").write_bytes(b"old")
     leftover = tmp_path / ".labels.partial"
     leftover.mkdir()
@@ -169,7 +171,7 @@ def test_out_dir_replaced_atomically(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl, "pseudo_label", failing)
     with pytest.raises(RuntimeError, match="boom"):
-        write_pseudo_labels(store, out, saliency="none", workers=1)
+        write_pseudo_labels(store, out, settings=PseudoLabelSettings(saliency="none"), workers=1)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels"]
     calls.clear()

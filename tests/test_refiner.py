@@ -11,7 +11,8 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.extract import extract_maps
 from drs.maps import MapStore
-from drs.refiner import RefinerSettings, RefineSet, arg_max_only, train_refiner
+from drs.data.datasets import RefineSet, arg_max_only
+from drs.refiner import RefinerSettings, train_refiner
 
 TINY = dict(width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=2, batch_size=4, input_size=48, crop_size=40, log_every=1)
 
@@ -74,7 +75,7 @@ def _aligned_set(tmp_path, input_size, crop_size):
 
 @pytest.mark.parametrize("input_size", [48, 56])
 def test_refine_set_keeps_image_and_target_aligned(tmp_path, input_size):
-    from drs.data.torchdata import MEAN, STD
+    from drs.data.transforms import MEAN, STD
 
     dataset = _aligned_set(tmp_path, input_size, crop_size=40)
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
 from drs.evaluate import Predictor, evaluate
-from drs.segmenter import SegmentationSet, SegmenterSettings, load_segmenter, train_segmenter
+from drs.data.datasets import SegmentationSet
+from drs.segmenter import SegmenterSettings, load_segmenter, train_segmenter
 
 from conftest import TINY_SPEC
 

@@ -37,7 +37,7 @@ RUN_TIMEOUT = 480 if "DRS_SLURM_TEST_TARGETS" not in os.environ else 3600  # sec
 # jobs every SLURM run here has (rule -> wildcard values as the plugin joins them in the comment)
 CORE_JOBS = {"synthesize_dataset": "", "train_classifier": "drs", "extract_maps": "drs_train"}
 GPU_RULES = {"train_classifier", "extract_maps", "train_refiner", "extract_refined_maps", "train_segmenter", "evaluate"}
-LOCAL_RULES = {"check_dataset", "eval_cam", "eval_refined"}
+LOCAL_RULES = {"check_dataset", "eval_maps", "score_labels"}
 SLURM_ARGS = (
     "--profile",
     str(PROFILES / "slurm"),
@@ -371,7 +371,7 @@ def test_every_cluster_rule_ran_as_a_slurm_job_and_succeeded(slurm_runs):
         submitted |= jobs[0]
         local |= jobs[1]
     assert set(CORE_JOBS.items()) <= submitted
-    assert {rule for rule, _ in local} >= {"check_dataset", "eval_cam"}
+    assert {rule for rule, _ in local} >= {"check_dataset", "eval_maps"}
     assert not {rule for rule, _ in submitted} & declared_localrules()
     done: dict[tuple[str, str], dict] = {}
     for row in _sacct_rows(slurm_runs):

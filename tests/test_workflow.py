@@ -131,7 +131,7 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
 
 
 REFINER_DEPENDENTS = {
-    "train_refiner": 1, "extract_refined_maps": 1, "pseudo_labels": 1, "eval_refined": 1, "train_segmenter": 1,
+    "train_refiner": 1, "extract_refined_maps": 1, "pseudo_labels": 1, "score_labels": 1, "train_segmenter": 1,
     "evaluate": 1, "summary": 1, "all": 1, "total": 8,
 }  # fmt: skip
 TRAINED_MODELS = ("drs/classifier", "cam/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")

@@ -16,6 +16,7 @@ threshold. Without either option, the maps of a saliency folder are checked wher
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ from drs.data.voc import (
 )
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
-from drs.pseudo_labels import MISSING_SALIENCY_MODES, SALIENCY_MODES
+from drs.pseudo_labels import DEFAULTS, MISSING_SALIENCY_MODES, SALIENCY_MODES
 from drs.workers import map_in_workers
 
 
@@ -150,7 +151,7 @@ def check_dataset(
     splits: list[str] | None = None,
     workers: int | None = None,
     saliency: str | None = None,
-    missing_saliency: str = "error",
+    missing_saliency: str = DEFAULTS.missing_saliency,
 ) -> Report:
     """Validate ``root``; every problem found is in the report (nothing stops at the first).
     ``saliency`` and ``missing_saliency`` as in the module's docstring."""
@@ -254,19 +255,35 @@ def add_parser(sub) -> None:
     p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
     p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.add_argument(
-        "--saliency", choices=SALIENCY_MODES,
-        help="as in pseudo-labels: saliency_map needs a saliency map per listed image, none checks none "
-        "(default: check those of a saliency_map folder, if any)",
+        "--settings", metavar="JSON",
+        help="the config's `pseudo_labels:` section as JSON: check the saliency maps as the pseudo labels use them "
+        "(its saliency and missing_saliency)",
     )  # fmt: skip
     p.add_argument(
-        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default="error",
-        help="a missing saliency map: a problem (error, default), or a warning (threshold)",
+        "--saliency", choices=SALIENCY_MODES, default=argparse.SUPPRESS,
+        help="as in pseudo-labels: saliency_map needs a saliency map per listed image, none checks none "
+        "(default: that of --settings, else check those of a saliency_map folder, if any)",
+    )  # fmt: skip
+    p.add_argument(
+        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default=argparse.SUPPRESS,
+        help="a missing saliency map: a problem (error), or a warning (threshold); default: that of --settings",
     )  # fmt: skip
     p.set_defaults(func=_run)
 
 
+def _saliency_options(args) -> tuple[str | None, str]:
+    """(saliency, missing_saliency) of the arguments: the flags, else the --settings section's,
+    else None (check the maps there are) and the schema's missing_saliency."""
+    from drs.pseudo_labels import rule_settings
+
+    rule = DEFAULTS if args.settings is None else rule_settings(args)
+    saliency = getattr(args, "saliency", None if args.settings is None else rule.saliency)
+    return saliency, getattr(args, "missing_saliency", rule.missing_saliency)
+
+
 def _run(args) -> int:
-    report = check_dataset(args.root, args.splits, args.workers, args.saliency, args.missing_saliency)
+    saliency, missing_saliency = _saliency_options(args)
+    report = check_dataset(args.root, args.splits, args.workers, saliency, missing_saliency)
     for problem in report.problems:
         print(problem)
     for warning in report.warnings:
@@ -275,7 +292,7 @@ def _run(args) -> int:
     print(
         f"{report.root}: {len(report.class_names) - 1} classes, splits: {split_text}; "
         f"masks: {report.mask_dir or 'none'}, "
-        f"saliency: {'not used' if args.saliency == 'none' else 'yes' if report.has_saliency else 'no'}, "
+        f"saliency: {'not used' if saliency == 'none' else 'yes' if report.has_saliency else 'no'}, "
         f"part masks: {'yes' if report.has_parts else 'no'}; "
         + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
     )

@@ -22,7 +22,8 @@ missing file is a :class:`~drs.errors.UserError` saying where to put it.
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,9 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from drs.errors import UserError
+
+if TYPE_CHECKING:
+    from drs.segmenter import SegmenterSettings
 
 BACKBONES = {
     "resnet18": (resnet.resnet18, resnet.ResNet18_Weights),
@@ -248,3 +252,38 @@ def _dilate(net: resnet.ResNet, replace: list[bool]) -> None:
             if block.downsample is not None:
                 block.downsample[0].stride = (1, 1)
             block.stride = 1
+
+
+def build_segmenter(num_classes: int, settings: SegmenterSettings):
+    """DeepLabV3+ as the settings describe; ``pretrained`` is none, imagenet or a ResNet weights file."""
+    weights = settings.weights
+    path = None
+    if weights is not None and weights != "imagenet":
+        path, weights = Path(weights), None
+    model = deeplabv3plus(
+        num_classes,
+        backbone=settings.backbone,
+        output_stride=settings.output_stride,
+        width=settings.width,
+        weights_backbone="IMAGENET1K_V1" if weights == "imagenet" else None,
+    )
+    if path is not None:
+        load_backbone_file(model, path)
+    return model
+
+
+def load_backbone_file(model, path: Path) -> None:
+    """ResNet weights from a file (a torchvision ResNet state dict; its ``fc`` is ignored)."""
+    if not path.exists():
+        raise UserError(f"backbone weights file {path}: not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"backbone weights file {path}: cannot be read as a PyTorch state dict ({err})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"backbone weights file {path}: expected a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        model.backbone.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"backbone weights file {path}: does not fit {model.config['backbone']} ({err})") from None

@@ -24,6 +24,7 @@ from drs.eval_maps import evaluate_store
 from drs.extract import extract_maps
 from drs.maps import MapStore, MapStoreWriter
 from drs.pseudo_labels import generate_pseudo_labels
+from drs.settings import PseudoLabelSettings
 
 # the issue's $S, at 48 px to stay fast
 SETTINGS = dict(
@@ -139,7 +140,7 @@ def test_store_records_the_dataset_fingerprint(data, capsys):
 def test_store_of_another_dataset_is_refused_at_every_use(data, tmp_path):
     """Same ids, other images (another seed): eval-maps, pseudo-labels and train-refiner refuse the
     store and name both; a plain copy of the store's own dataset (new mtimes) is accepted."""
-    from drs.refiner import RefineSet
+    from drs.data.datasets import RefineSet
 
     ds, other, _, store = data
     copy = copy_plain(ds, tmp_path / "copy")
@@ -169,7 +170,7 @@ def test_store_ids_absent_from_the_dataset_are_refused(data, tmp_path):
         evaluate_store(store, small)
     out = tmp_path / "labels"
     with pytest.raises(UserError, match="images are not in") as err:
-        generate_pseudo_labels(store, out, dataset=small, missing_saliency="threshold", workers=1)
+        generate_pseudo_labels(store, out, dataset=small, settings=PseudoLabelSettings(missing_saliency="threshold"), workers=1)
     assert str(ds.resolve()) in str(err.value) and not out.exists()
 
 

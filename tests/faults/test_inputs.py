@@ -43,7 +43,8 @@ def ds(dataset, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(dataset, tmp_path_factory) -> Path:
     """A tiny classifier's model.pt (untrained: saved the way train-classifier saves it)."""
-    from drs.classifier import ClassifierSettings, build_classifier
+    from drs.classifier import ClassifierSettings
+    from drs.models.vgg import build_classifier
     from drs.train import save_model
 
     settings = ClassifierSettings.from_dict(CLASSIFIER)
@@ -146,7 +147,8 @@ def test_eval_maps_wrong_size_saliency_named(ds, tmp_path, capsys):
 
 def test_segmenter_label_out_of_range_named(ds, tmp_path):
     """Label 37 in a pseudo label: IndexError on CPU, or nothing at all when the crop missed it."""
-    from drs.segmenter import SegmentationSet, SegmenterSettings
+    from drs.data.datasets import SegmentationSet
+    from drs.segmenter import SegmenterSettings
 
     voc = VOCDataset(ds, "train")
     labels = tmp_path / "labels"
@@ -376,7 +378,7 @@ def test_evaluate_scales_above_zero(capsys):
 def test_refiner_names_maps_of_another_size(ds, tmp_path):
     """The refiner's transforms resize image and maps alike: a store of another size went unnoticed."""
     from drs.maps import MapStoreWriter
-    from drs.refiner import RefineSet
+    from drs.data.datasets import RefineSet
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -395,6 +397,7 @@ def test_refiner_names_maps_of_another_size(ds, tmp_path):
 def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
     from drs.maps import MapStoreWriter
     from drs.pseudo_labels import generate_pseudo_labels
+    from drs.settings import PseudoLabelSettings
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -402,7 +405,7 @@ def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
                         dataset=ds) as writer:  # fmt: skip
         writer.add(".hidden", [1], np.ones((1, 48, 48), np.float32))
     with pytest.raises(UserError, match=rf"{store}: id '.hidden' starts with a dot"):
-        generate_pseudo_labels(store, tmp_path / "labels", ds, saliency="none", workers=1)
+        generate_pseudo_labels(store, tmp_path / "labels", ds, PseudoLabelSettings(saliency="none"), workers=1)
     assert not (tmp_path / "labels").exists()
 
 
@@ -468,7 +471,8 @@ def test_user_error_from_a_data_loading_worker_is_one_line():
 def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     """The issue's reproduction: `../../x` in val.txt (x.jpg and x.png present) made `drs evaluate`
     write x.png two folders above its predictions."""
-    from drs.segmenter import SegmenterSettings, build_segmenter
+    from drs.models.deeplab import build_segmenter
+    from drs.segmenter import SegmenterSettings
     from drs.train import save_model
 
     voc = VOCDataset(ds, "val")

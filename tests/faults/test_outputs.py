@@ -79,7 +79,8 @@ def own_data(data, tmp_path):
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, data):
     """An untrained classifier checkpoint (the faults here are in writing, not in the maps)."""
-    from drs.classifier import ClassifierSettings, build_classifier
+    from drs.classifier import ClassifierSettings
+    from drs.models.vgg import build_classifier
     from drs.train import save_model
 
     root, _ = data

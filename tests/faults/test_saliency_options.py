@@ -18,6 +18,7 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.eval_maps import evaluate_store
+from drs.settings import PseudoLabelSettings
 from drs.maps import MapStoreWriter
 
 from conftest import TINY_CONFIG, snakemake
@@ -104,10 +105,10 @@ def test_eval_maps_takes_the_pseudo_label_options(dataset, tmp_path):
     store = store_of(root, tmp_path / "cam.h5")
     with pytest.raises(UserError, match=f"{first}.png: saliency map not found"):
         evaluate_store(store, root)
-    result = evaluate_store(store, root, missing_saliency="threshold")
+    result = evaluate_store(store, root, PseudoLabelSettings(missing_saliency="threshold"))
     assert result["background_cue"] == "saliency" and result["threshold_images"] == 1
     assert result["missing_saliency"] == "threshold"
-    none = evaluate_store(store, root, saliency="none")
+    none = evaluate_store(store, root, PseudoLabelSettings(saliency="none"))
     assert none["background_cue"] == "threshold" and none["miou"] == none["miou_threshold"]
     out = tmp_path / "cam.json"
     assert main(["eval-maps", str(store), "--dataset", str(root), "--out", str(out), "--missing-saliency", "threshold"]) == 0

@@ -26,8 +26,8 @@ RESULT_OPTIONS = {
     "--pseudo-labels", "--segmenter", "--figure", "--downloads", ">",
 }  # fmt: skip
 SHELL_RULES = {
-    "check_dataset", "train_classifier", "extract_maps", "eval_cam", "train_refiner",
-    "extract_refined_maps", "pseudo_labels", "eval_refined", "train_segmenter", "evaluate",
+    "check_dataset", "train_classifier", "extract_maps", "eval_maps", "train_refiner",
+    "extract_refined_maps", "pseudo_labels", "score_labels", "train_segmenter", "evaluate",
     "summary", "compare_cams", "ablation_summary",
 }  # fmt: skip
 

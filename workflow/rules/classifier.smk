@@ -19,7 +19,7 @@ rule train_classifier:
         dataset=DATASET,
         split=TRAIN_SPLIT,
         drs=drs_args,
-        settings=classifier_settings,
+        settings=experiment_settings("classifier"),
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_classifier"),
     shell:

@@ -63,19 +63,6 @@ shell.prefix(
 EXPERIMENTS = config["experiments"]
 MAIN = config["main_experiment"]
 TRAIN_SPLIT = config["train_split"]
-# the saliency binarisation of eval-maps and pseudo-labels (null in the config: continuous saliency)
-_sal_threshold = config["pseudo_labels"]["saliency_threshold"]
-SALIENCY_THRESHOLD = "continuous" if _sal_threshold is None else str(_sal_threshold)
-# how cam.json / refined.json also carry the reference's scoring protocol (drs.protocol)
-PROTOCOL_ARGS = [
-    "--headline-protocol",
-    str(config["pseudo_labels"]["headline_protocol"]),
-    *(
-        ["--reference-split", str(config["pseudo_labels"]["reference_split"])]
-        if config["pseudo_labels"]["reference_split"]
-        else []
-    ),
-]
 
 
 # the experiment classes (drs.plan: pure functions of the config)
@@ -100,17 +87,28 @@ wildcard_constraints:
     split="[A-Za-z0-9_]+(?<!_refined)",
 
 
-# Options are lists of arguments, one value each: a rule's shell command passes them as
-# {params.NAME:q}, which quotes every element.
+# Every stage gets its config section in one way: `--settings {params.settings:q}`, the section
+# as JSON (with the schema's defaults filled in), which the stage checks with its settings
+# dataclass (drs.settings). Options are lists of arguments, one value each: a rule's shell
+# command passes them as {params.NAME:q}, which quotes every element.
 
-# extract-maps options shared by the classifier's and the refiner's maps
-MAPS_OPTIONS = [
-    "--scales",
-    *(str(s) for s in config["maps"]["scales"]),
-    *(["--flip"] if config["maps"]["flip"] else []),
-    "--batch-size",
-    str(config["maps"]["batch_size"]),
-]
+
+def section_settings(name):
+    """The config section ``name`` as JSON (a stage's --settings)."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def experiment_settings(name):
+    """A params function: the config section ``name`` as JSON, with the experiment's seed if it
+    sets one (the trainers' --settings)."""
+
+    def settings(wildcards):
+        values = dict(config[name])
+        if "seed" in EXPERIMENTS[wildcards.exp]:
+            values["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
+        return json.dumps(values, sort_keys=True)
+
+    return settings
 
 
 def train_store(exp="{exp}"):
@@ -132,14 +130,6 @@ def drs_args(wildcards):
     exp = EXPERIMENTS[wildcards.exp]
     delta = ["--delta", str(exp["delta"])] if exp["drs"] == "fixed" else []
     return ["--drs", exp["drs"], *delta]
-
-
-def classifier_settings(wildcards):
-    """The classifier section as JSON, with the experiment's seed if it sets one."""
-    settings = dict(config["classifier"])
-    if "seed" in EXPERIMENTS[wildcards.exp]:
-        settings["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
-    return json.dumps(settings, sort_keys=True)
 
 
 # Multi-GPU jobs (README: Multi-GPU training). A training or map-extraction rule runs its stage
@@ -190,14 +180,6 @@ def segmenter_labels(wildcards):
     if fully_supervised(wildcards.exp):
         return []
     return given_labels(wildcards.exp) or res(f"{wildcards.exp}/pseudo_labels")
-
-
-def segmenter_settings(wildcards):
-    """The segmenter section as JSON, with the experiment's seed if it sets one."""
-    settings = dict(config["segmenter"])
-    if "seed" in EXPERIMENTS[wildcards.exp]:
-        settings["seed"] = EXPERIMENTS[wildcards.exp]["seed"]
-    return json.dumps(settings, sort_keys=True)
 
 
 VAL_SPLIT = config["val_split"]
@@ -282,7 +264,7 @@ def report_inputs(scope):
     }
 
 
-def experiment_table(path, exp):
+def experiment_table_output(path, exp):
     """An experiment's per-class table, marked for the HTML report."""
     return report(
         path,
@@ -314,7 +296,7 @@ def report_outputs(folder, scope):
             labels={"picture": "image, ground truth, maps, pseudo label, prediction"},
         ),
         "experiments": [
-            experiment_table(f"{folder}/experiment_{e}.html", e)
+            experiment_table_output(f"{folder}/experiment_{e}.html", e)
             for e in plan.report_experiments(plan.report_plan(config, scope))
         ],
     }

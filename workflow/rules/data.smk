@@ -53,8 +53,7 @@ rule check_dataset:
     threads: job_threads("cpu_job")
     params:
         # saliency maps as the pseudo labels use them
-        saliency=config["pseudo_labels"]["saliency"],
-        missing_saliency=config["pseudo_labels"]["missing_saliency"],
+        settings=section_settings("pseudo_labels"),
     shell:
-        "python -m drs check-dataset {input:q} --json {output:q} --saliency {params.saliency:q} "
-        "--missing-saliency {params.missing_saliency:q} --workers {threads} > {log:q} 2>&1"
+        "python -m drs check-dataset {input:q} --json {output:q} --settings {params.settings:q} "
+        "--workers {threads} > {log:q} 2>&1"

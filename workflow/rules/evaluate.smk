@@ -20,17 +20,12 @@ rule evaluate:
     params:
         dataset=DATASET,
         split=VAL_SPLIT,
-        scales=[str(s) for s in config["evaluation"]["scales"]],
-        flip=["--flip"] if config["evaluation"]["flip"] else [],
-        protocol=config["evaluation"]["protocol"],
-        crop_size=config["evaluation"]["crop_size"],
-        crf=["--crf"] if config["evaluation"]["crf"] else [],
+        settings=section_settings("evaluation"),
     shell:
         "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model:q} "
         "--dataset {params.dataset:q} --split {params.split:q} "
         "--predictions {output.predictions:q} --out {output.metrics:q} "
-        "--scales {params.scales:q} {params.flip:q} --protocol {params.protocol:q} "
-        "--crop-size {params.crop_size:q} {params.crf:q} --crf-workers {threads} "
+        "--settings {params.settings:q} --crf-workers {threads} "
         "--experiment {wildcards.exp:q} > {log:q} 2>&1"
 
 
@@ -57,11 +52,9 @@ rule test_submission:
     params:
         dataset=DATASET,
         split=TEST_SPLIT,
-        scales=[str(s) for s in config["evaluation"]["scales"]],
-        flip=["--flip"] if config["evaluation"]["flip"] else [],
-        crf=["--crf"] if config["evaluation"]["crf"] else [],
+        settings=section_settings("evaluation"),
     shell:
         "OMP_NUM_THREADS={threads} python -m drs evaluate --model {input.model:q} --dataset {params.dataset:q} "
         "--split {params.split:q} --predictions {output.predictions:q} --out {output.record:q} "
-        "--scales {params.scales:q} {params.flip:q} {params.crf:q} --crf-workers {threads} "
+        "--settings {params.settings:q} --protocol full --crf-workers {threads} "
         "--submission {output.archive:q} --experiment {wildcards.exp:q} > {log:q} 2>&1"

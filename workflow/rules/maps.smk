@@ -18,40 +18,31 @@ rule extract_maps:
         **job_resources("gpu_job", "extract_maps"),
     params:
         dataset=DATASET,
-        options=MAPS_OPTIONS,
+        settings=section_settings("maps"),
         launch=launcher("extract_maps"),
     shell:
         "{params.launch} extract-maps --model {input.model:q} --dataset {params.dataset:q} "
-        "--split {wildcards.split:q} --out {output:q} {params.options:q} > {log:q} 2>&1"
+        "--split {wildcards.split:q} --out {output:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
-rule eval_cam:
+rule eval_maps:
     input:
         store=train_store(),
         check=DATASET_CHECK,
     output:
         cam_metrics(),
     log:
-        res("logs/eval_cam/{exp}.log"),
+        res("logs/eval_maps/{exp}.log"),
     benchmark:
-        res("benchmarks/eval_cam/{exp}.tsv")
+        res("benchmarks/eval_maps/{exp}.tsv")
     conda:
         DRS_ENV
     params:
         dataset=DATASET,
-        alpha=config["pseudo_labels"]["alpha"],
-        saliency=config["pseudo_labels"]["saliency"],
-        bg_threshold=config["pseudo_labels"]["bg_threshold"],
-        conflict_score=config["pseudo_labels"]["conflict_score"],
-        missing_saliency=config["pseudo_labels"]["missing_saliency"],
-        saliency_threshold=SALIENCY_THRESHOLD,
-        protocol=PROTOCOL_ARGS,
+        settings=section_settings("pseudo_labels"),
     shell:
         "python -m drs eval-maps {input.store:q} --dataset {params.dataset:q} --out {output:q} "
-        "--alpha {params.alpha:q} --saliency {params.saliency:q} "
-        "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
-        "--missing-saliency {params.missing_saliency:q} "
-        "--saliency-threshold {params.saliency_threshold:q} {params.protocol:q} > {log:q} 2>&1"
+        "--settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule compare_cams:

@@ -18,21 +18,13 @@ rule pseudo_labels:
         **job_resources("cpu_job"),
     params:
         dataset=DATASET,
-        alpha=config["pseudo_labels"]["alpha"],
-        saliency=config["pseudo_labels"]["saliency"],
-        bg_threshold=config["pseudo_labels"]["bg_threshold"],
-        conflict_score=config["pseudo_labels"]["conflict_score"],
-        saliency_threshold=SALIENCY_THRESHOLD,
-        missing_saliency=config["pseudo_labels"]["missing_saliency"],
+        settings=section_settings("pseudo_labels"),
     shell:
         "python -m drs pseudo-labels {input.store:q} --out {output:q} --dataset {params.dataset:q} "
-        "--alpha {params.alpha:q} --saliency {params.saliency:q} "
-        "--bg-threshold {params.bg_threshold:q} --conflict-score {params.conflict_score:q} "
-        "--missing-saliency {params.missing_saliency:q} "
-        "--saliency-threshold {params.saliency_threshold:q} --workers {threads} > {log:q} 2>&1"
+        "--settings {params.settings:q} --workers {threads} > {log:q} 2>&1"
 
 
-rule eval_refined:
+rule score_labels:
     input:
         labels=res("{exp}/pseudo_labels"),
         store=refined_store(),
@@ -40,23 +32,16 @@ rule eval_refined:
     output:
         res("{exp}/metrics/refined.json"),
     log:
-        res("logs/eval_refined/{exp}.log"),
+        res("logs/score_labels/{exp}.log"),
     benchmark:
-        res("benchmarks/eval_refined/{exp}.tsv")
+        res("benchmarks/score_labels/{exp}.tsv")
     conda:
         DRS_ENV
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
-        alpha=config["pseudo_labels"]["alpha"],
-        saliency=config["pseudo_labels"]["saliency"],
-        bg_threshold=config["pseudo_labels"]["bg_threshold"],
-        saliency_threshold=SALIENCY_THRESHOLD,
-        missing_saliency=config["pseudo_labels"]["missing_saliency"],
-        protocol=PROTOCOL_ARGS,
+        settings=section_settings("pseudo_labels"),
     shell:
         "python -m drs score-labels {input.labels:q} --dataset {params.dataset:q} "
-        "--split {params.split:q} --out {output:q} --store {input.store:q} --alpha {params.alpha:q} "
-        "--saliency {params.saliency:q} --bg-threshold {params.bg_threshold:q} "
-        "--missing-saliency {params.missing_saliency:q} "
-        "--saliency-threshold {params.saliency_threshold:q} {params.protocol:q} > {log:q} 2>&1"
+        "--split {params.split:q} --out {output:q} --store {input.store:q} "
+        "--settings {params.settings:q} > {log:q} 2>&1"

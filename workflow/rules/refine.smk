@@ -19,7 +19,7 @@ rule train_refiner:
     params:
         dataset=DATASET,
         split=TRAIN_SPLIT,
-        settings=json.dumps(config["refiner"], sort_keys=True),
+        settings=section_settings("refiner"),
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_refiner"),
     shell:
@@ -45,9 +45,9 @@ rule extract_refined_maps:
         **job_resources("gpu_job", "extract_refined_maps"),
     params:
         dataset=DATASET,
-        options=MAPS_OPTIONS,
+        settings=section_settings("maps"),
         launch=launcher("extract_refined_maps"),
     shell:
         "{params.launch} extract-maps --model {input.model:q} "
         "--dataset {params.dataset:q} --split {wildcards.split:q} --out {output:q} "
-        "{params.options:q} > {log:q} 2>&1"
+        "--settings {params.settings:q} > {log:q} 2>&1"

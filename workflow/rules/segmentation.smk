@@ -23,7 +23,7 @@ rule train_segmenter:
         dataset=DATASET,
         split=TRAIN_SPLIT,
         labels=lambda wildcards, input: input.labels or "ground-truth",
-        settings=segmenter_settings,
+        settings=experiment_settings("segmenter"),
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_segmenter"),
     shell:

@@ -1,0 +1,139 @@
+"""Every training set: PyTorch datasets over a VOC-layout folder, one per trainer.
+
+* :class:`ClassificationSet` (train-classifier): (image, multi-hot labels);
+* :class:`RefineSet` (train-refiner): (image, the classifier's maps, arg-max only);
+* :class:`SegmentationSet` (train-segmenter): (image, label from a folder of PNGs or the masks).
+
+Their augmentation presets are in :mod:`drs.data.transforms`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from drs.data.transforms import color_jitter, normalize, refine_geometry, reference_jitter, segmentation_geometry
+from drs.data.voc import IGNORE, VOCDataset, check_label_values, read_label_png
+from drs.errors import UserError
+
+
+class ClassificationSet(Dataset):
+    """(image tensor, multi-hot label vector) pairs; labels are read once, up front."""
+
+    def __init__(self, voc: VOCDataset, transform):
+        self.voc = voc
+        self.transform = transform
+        self.targets = np.stack([voc.multi_hot(i) for i in voc.ids])
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def __getitem__(self, index: int):
+        image = self.voc.load_image(self.voc.ids[index])
+        return self.transform(image), torch.from_numpy(self.targets[index])
+
+
+def arg_max_only(maps: np.ndarray) -> np.ndarray:
+    """(C, H, W) scores -> the same, with every class but each pixel's highest set to 0."""
+    if maps.shape[0] == 0:
+        return maps
+    best = maps.argmax(axis=0)
+    out = np.zeros_like(maps)
+    np.put_along_axis(out, best[None], np.take_along_axis(maps, best[None], axis=0), axis=0)
+    return out
+
+
+class RefineSet(Dataset):
+    """(normalised image, target maps (C, h, w)) pairs from a dataset split and its map store."""
+
+    def __init__(self, voc, store_path: str | Path, input_size: int, crop_size: int, random_crop: bool = True):
+        from drs.data.fingerprint import check_store_data
+        from drs.maps import MapStore
+
+        self.voc = voc
+        self.store_path = str(store_path)
+        with MapStore(store_path) as store:
+            missing = [i for i in voc.ids if i not in store]
+            if list(store.class_names) != list(voc.class_names):
+                raise UserError(f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}")
+            if missing:
+                raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
+            check_store_data(store, voc)  # the targets come from these images
+        self._store = None
+        self.jitter = reference_jitter()
+        self.geometric = refine_geometry(input_size, crop_size, random_crop)
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def __getitem__(self, index: int):
+        from drs.maps import MapStore
+
+        if self._store is None:  # opened lazily: once per data-loading process
+            self._store = MapStore(self.store_path)
+        image_id = self.voc.ids[index]
+        array = self.voc.load_image(image_id)
+        maps = self._store.dense(image_id)
+        if maps.shape[1:] != array.shape[:2]:  # the transforms would resize both and hide the mismatch
+            raise UserError(
+                f"{self.store_path}: maps of {image_id!r} are {maps.shape[1]}x{maps.shape[2]} but its image "
+                f"{self.voc.image_path(image_id)} is {array.shape[0]}x{array.shape[1]}; extract the maps of this dataset again"
+            )
+        image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+        target = tv_tensors.Image(torch.from_numpy(arg_max_only(maps)))
+        image, target = self.geometric(self.jitter(image), target)
+        return normalize(image.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
+
+
+class SegmentationSet(Dataset):
+    """(normalised image, label) pairs: the dataset's images with labels from a folder of PNGs
+    (``labels_dir``) or the dataset's own masks (``labels_dir`` None); ``settings`` (the
+    segmenter's) give the augmentation."""
+
+    def __init__(self, voc, labels_dir: str | Path | None, settings):
+        self.voc = voc
+        self.labels_dir = Path(labels_dir) if labels_dir is not None else None
+        if self.labels_dir is not None:
+            if not self.labels_dir.is_dir():
+                raise UserError(f"{self.labels_dir}: label folder not found")
+            missing = [i for i in voc.ids if not (self.labels_dir / f"{i}.png").exists()]
+            if missing:
+                raise UserError(
+                    f"{self.labels_dir}: no label for {len(missing)} image(s) of split {voc.split}, "
+                    f"e.g. {self.labels_dir / (missing[0] + '.png')}"
+                )
+        else:
+            missing = [i for i in voc.ids if not voc.mask_path(i).exists()]
+            if missing:
+                raise UserError(f"{voc.mask_path(missing[0])}: ground-truth mask missing ({len(missing)} in all)")
+        self.transform = segmentation_geometry(settings.scale_range, settings.crop_size, IGNORE)
+        j = settings.color_jitter
+        self.jitter = color_jitter(j) if j > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def label(self, image_id: str):
+        """The whole label array, checked (values 0..C or 255) before any crop can hide a bad pixel."""
+        if self.labels_dir is None:
+            return self.voc.load_mask(image_id)  # checks the values itself
+        path = self.labels_dir / f"{image_id}.png"
+        return check_label_values(read_label_png(path), self.voc.num_classes, path)
+
+    def __getitem__(self, index: int):
+        image_id = self.voc.ids[index]
+        array = self.voc.load_image(image_id)
+        label = self.label(image_id)
+        if label.shape != array.shape[:2]:
+            where = self.labels_dir / f"{image_id}.png" if self.labels_dir else self.voc.mask_path(image_id)
+            raise UserError(f"{where}: label size {label.shape} differs from its image's {array.shape[:2]}")
+        image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(label.astype("int64")))
+        if self.jitter is not None:
+            image = self.jitter(image)
+        image, mask = self.transform(image, mask)
+        return normalize(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
