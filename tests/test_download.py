@@ -470,7 +470,7 @@ GOOD_ARCHIVE = {"url": "http://127.0.0.1/voc.tar", "md5": None, "extract": {"VOC
     [
         ({}, "voc2012.archives: expected a non-empty mapping"),
         ({"a b": GOOD_ARCHIVE}, "voc2012.archives.a b: archive names may use"),
-        ({"voc": {**GOOD_ARCHIVE, "md5": "A" * 32}}, "config key 'voc2012.archives.voc.md5': 'AAAA"),
+        ({"voc": {**GOOD_ARCHIVE, "md5": "G" * 32}}, "config key 'voc2012.archives.voc.md5': 'GGGG"),
         ({"voc": {**GOOD_ARCHIVE, "md5": "0" * 31}}, "config key 'voc2012.archives.voc.md5'"),
         ({"voc": {**GOOD_ARCHIVE, "extract": {}}}, "config key 'voc2012.archives.voc.extract'"),
         ({"voc": {"url": "http://x/y.tar"}}, "config key 'voc2012.archives.voc.extract': required but missing"),

@@ -73,14 +73,25 @@ def test_unknown_key_in_settings_is_named(capsys):
 
 
 def test_md5_rule_is_one_rule():
+    """The workflow's schema and `drs download --archives` take the same MD5s: either case, 32 hex digits."""
     from drs.config import check_schema
-    from drs.data.download import MD5_RE
+    from drs.data.download import validate_archives
 
-    assert MD5_RE.pattern == SCHEMA["$defs"]["archive"]["properties"]["md5"]["pattern"]
-    archive = {"url": "http://127.0.0.1/a.tar", "md5": "AB" * 16, "extract": {"a": "b"}}
-    config = {"dataset": "voc2012", "voc2012": {"archives": {"a": archive}}, "experiments": {"drs": {"drs": "learnable"}},
-              "main_experiment": "drs"}  # fmt: skip
-    check_schema(config, REPO / "workflow/schemas/config.schema.yaml")  # either case, as download.py takes it
+    def archives(md5):
+        return {"a": {"url": "http://127.0.0.1/a.tar", "md5": md5, "extract": {"a": "b"}}}
+
+    def config(md5):
+        return {"dataset": "voc2012", "voc2012": {"archives": archives(md5)}, "experiments": {"drs": {"drs": "learnable"}},
+                "main_experiment": "drs"}  # fmt: skip
+
+    for good in ("AB" * 16, "ab" * 16, None):
+        check_schema(config(good), REPO / "workflow/schemas/config.schema.yaml")
+        validate_archives(archives(good))
+    for bad in ("ab" * 15 + "a", "zz" * 16):
+        with pytest.raises(UserError):
+            check_schema(config(bad), REPO / "workflow/schemas/config.schema.yaml")
+        with pytest.raises(UserError, match="md5"):
+            validate_archives(archives(bad))
 
 
 def test_data_loader_follows_the_device(monkeypatch):

@@ -449,9 +449,8 @@ def validate_archives(archives: object) -> dict[str, dict]:
     extract), plus what the schema leaves open (the workflow allows no archives at all, a
     download needs some; names become file names; a url must not be empty); returns it as a
     plain dict."""
-    import yaml
-
-    from drs.config import SCHEMA_PATH, check_against
+    from drs.config import check_against
+    from drs.settings import schema as config_schema
 
     where = "voc2012.archives"
     if not isinstance(archives, Mapping) or not archives:
@@ -459,7 +458,7 @@ def validate_archives(archives: object) -> dict[str, dict]:
     for name in archives:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"{where}.{name}: archive names may use letters, digits, '_', '-' and '.'")
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = config_schema()
     voc2012 = schema["properties"]["voc2012"]
     check_against({"voc2012": {"archives": dict(archives)}}, {"$defs": schema["$defs"], "properties": {"voc2012": voc2012}})
     for name, spec in archives.items():
