@@ -146,6 +146,8 @@ def localization_maps(
     import torch
     from torch.utils.data import DataLoader
 
+    import drs.data.torchdata  # noqa: F401 (imported once here, not in every loader worker)
+
     loader = DataLoader(
         _ScaledImages(voc, ids, scales),
         batch_size=batch_size,
@@ -172,6 +174,24 @@ def localization_maps(
         # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
         del batch, resized, per_image, raw
         release_free_memory()
+
+
+def write_store(
+    path: Path, model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device,
+    normalize: bool, workers: int, store_options: dict,
+) -> None:  # fmt: skip
+    """:func:`localization_maps` of ``ids`` into a new store at ``path`` (``workers`` deflate threads)."""
+    from drs.maps import MapStoreWriter
+
+    start = time.perf_counter()
+    with MapStoreWriter(path, **store_options, compress_workers=workers) as writer:
+        maps = localization_maps(model, voc, ids, scales, flip, batch_size, device, normalize, workers)
+        for n, (image_id, classes, image_maps) in enumerate(maps, 1):
+            writer.add(image_id, classes, image_maps)
+            if n % 200 == 0:
+                log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
+    elapsed = time.perf_counter() - start
+    log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(ids), elapsed, len(ids) / elapsed, __version__)
 
 
 def extract_maps(
@@ -228,15 +248,7 @@ def extract_maps(
     )
 
     def write(path: Path, chunk: Sequence[str]) -> None:
-        start = time.perf_counter()
-        with MapStoreWriter(path, **store_options, compress_workers=workers) as writer:
-            maps = localization_maps(model, voc, chunk, scales, flip, batch_size, device, not refined, workers)
-            for n, (image_id, classes, image_maps) in enumerate(maps, 1):
-                writer.add(image_id, classes, image_maps)
-                if n % 200 == 0:
-                    log.info("%d/%d images, %.1f img/s", n, len(chunk), n / (time.perf_counter() - start))
-        elapsed = time.perf_counter() - start
-        log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(chunk), elapsed, len(chunk) / elapsed, __version__)
+        write_store(path, model, voc, chunk, scales, flip, batch_size, device, not refined, workers, store_options)
 
     out = Path(out)
     if world == 1:
