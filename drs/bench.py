@@ -371,7 +371,12 @@ def _run_pipeline(args) -> int:
         f"1 core: {' / '.join(f'{v:.1f}' for v in r['one_core_images_per_s'])} img/s; {r['cores']} cores: "
         f"{' / '.join(f'{v:.1f}' for v in r['all_cores_images_per_s'])} img/s; speed-up per round "
         f"{' / '.join(f'{v:.2f}' for v in r['speedup_per_round'])}x (median {r['speedup_median']:.2f}x)\n"
-        f"load average before and after each round: {r['load_average']}\n"
+        + "".join(
+            f"CPU ms/image with {n} core(s): main thread {c['main_thread_ms']:.1f}, process {c['process_ms']:.1f}, "
+            f"loader workers {c['loader_workers_ms']:.1f}\n"
+            for n, c in r["cpu_ms_per_image"].items()
+        )
+        + f"load average before and after each round: {r['load_average']}\n"
         f"machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}, {r['machine']['usable_cores']} usable"
     )
     if args.memory:

@@ -146,8 +146,11 @@ def _rss_peaks_mb() -> dict:
     return {"peak_rss_mb": own, "peak_rss_children_mb": children}
 
 
-def pipeline_once(root: str, split: str, scales, flip: bool, batch_size: int, cores: int, workers: int, out: str) -> dict:
-    """One pipeline-only extraction in this process, pinned to ``cores`` cores."""
+def pipeline_once(
+    root: str, split: str, scales, flip: bool, batch_size: int, cores: int, workers: int, out: str, threads: int = 1
+) -> dict:
+    """One pipeline-only extraction in this process, pinned to ``cores`` cores, with ``threads``
+    torch threads in the main process."""
     import torch
 
     from drs.data.voc import VOCDataset
@@ -157,7 +160,7 @@ def pipeline_once(root: str, split: str, scales, flip: bool, batch_size: int, co
     if cores > len(allowed):
         raise UserError(f"--cores {cores}: only {len(allowed)} usable")
     os.sched_setaffinity(0, allowed[:cores])
-    torch.set_num_threads(cores)
+    torch.set_num_threads(threads)
     import drs.data.torchdata  # noqa: F401 (imports are not the pipeline: done before the clock starts)
     import drs.maps
 
@@ -165,17 +168,26 @@ def pipeline_once(root: str, split: str, scales, flip: bool, batch_size: int, co
     voc = VOCDataset(root, split)
     model = CachedNetwork(voc.num_classes, scales, batch_size)
     options = dict(class_names=list(voc.class_names), scales=list(scales), flip=flip, stage="cam", split=split, dataset=root)
+    before, main_before = os.times(), time.thread_time()
     start = time.perf_counter()
     write_store(Path(out), model, voc, voc.ids, scales, flip, batch_size, torch.device("cpu"), True, workers, options)
     seconds = time.perf_counter() - start
-    return {"images": len(voc), "seconds": seconds, "images_per_s": len(voc) / seconds, "cores": cores, "workers": workers, **_rss_peaks_mb()}
+    after, main_cpu = os.times(), time.thread_time() - main_before
+    n = len(voc)
+    cpu = {  # CPU milliseconds per image: what the load of other processes does not change much
+        "main_thread_ms": 1000 * main_cpu / n,
+        "process_ms": 1000 * (after.user + after.system - before.user - before.system) / n,
+        "loader_workers_ms": 1000 * (after.children_user + after.children_system - before.children_user - before.children_system) / n,
+    }
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "cores": cores, "workers": workers,
+            "threads": threads, "cpu_per_image": cpu, **_rss_peaks_mb()}  # fmt: skip
 
 
 _CHILD = "import json, sys; from drs.bench_voc import pipeline_once; print(json.dumps(pipeline_once(**json.loads(sys.argv[1]))))"
 
 
 def _child(**kwargs) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(kwargs["cores"]))
+    env = dict(os.environ, OMP_NUM_THREADS=str(kwargs.get("threads", 1)))
     run = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(kwargs)], capture_output=True, text=True, env=env, check=False)
     if run.returncode != 0:
         raise UserError(f"pipeline benchmark child failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
@@ -202,6 +214,7 @@ def bench_pipeline(dataset, scales=(256, 320, 384), flip=True, batch_size=8, rou
                 os.unlink(f"{tmp}/p{r}-{n}.h5")
             loads.append(_load())
     rate = {n: [r["images_per_s"] for r in runs] for n, runs in results.items()}
+    cpu = {n: {k: statistics.median(r["cpu_per_image"][k] for r in runs) for k in runs[0]["cpu_per_image"]} for n, runs in results.items()}
     ratios = [b / a for a, b in zip(rate[1], rate[cores])]
     return {
         "images": results[1][0]["images"],
@@ -213,6 +226,7 @@ def bench_pipeline(dataset, scales=(256, 320, 384), flip=True, batch_size=8, rou
         "all_cores_images_per_s": rate[cores],
         "speedup_per_round": ratios,
         "speedup_median": statistics.median(ratios),
+        "cpu_ms_per_image": cpu,
         "peak_rss_mb": {n: max(r["peak_rss_mb"] for r in runs) for n, runs in results.items()},
         "load_average": loads,
         "machine": machine(),
