@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -156,24 +157,34 @@ def localization_maps(
         pin_memory=device.type == "cuda",
     )  # fmt: skip
     scale = 1.0 if normalize else REFINED_SCORE_SCALE
-    for batch in loader:
-        if isinstance(batch, UserError):
-            raise batch
-        chunk, labels, sizes, resized = batch
-        with torch.inference_mode():
-            per_image = forward_resized(model, resized, flip, device)
-        for image_id, classes, size, raw in zip(chunk, labels, sizes, per_image):
-            if classes.size == 0:
-                yield image_id, classes, np.zeros((0, *size), dtype=np.uint8)
-                continue
+
+    def finish(raw, classes, size) -> np.ndarray:
+        if classes.size == 0:
+            return np.zeros((0, *size), dtype=np.uint8)
+        with torch.inference_mode():  # thread-local: entered in the thread that computes
+            maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
+            return (maps * 255).round_().to(torch.uint8).cpu().numpy()
+
+    # combine() (upsampling every output to the image's size) is most of the CPU work outside
+    # the network; torch releases the GIL, so a batch's images are combined on ``workers`` threads.
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="drs-combine") as pool:
+        for batch in loader:
+            if isinstance(batch, UserError):
+                raise batch
+            chunk, labels, sizes, resized = batch
             with torch.inference_mode():
-                maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
-                maps = (maps * 255).round_().to(torch.uint8).cpu().numpy()
-            yield image_id, classes, maps
-        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
-        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
-        del batch, resized, per_image, raw
-        release_free_memory()
+                per_image = forward_resized(model, resized, flip, device)
+            if workers > 0:
+                done = [pool.submit(finish, *item) for item in zip(per_image, labels, sizes)]
+                results = (future.result() for future in done)
+            else:
+                results = (finish(*item) for item in zip(per_image, labels, sizes))
+            for image_id, classes, maps in zip(chunk, labels, results):
+                yield image_id, classes, maps
+            # This batch's buffers are free now; without a trim the heap, fragmented by the store's
+            # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
+            del batch, resized, per_image, results
+            release_free_memory()
 
 
 def write_store(

@@ -49,10 +49,10 @@ def test_bench_commands_run_on_their_own_set(tiny_set, tmp_path, capsys):
     cache = ["--cache", str(tiny_set.parent), "--set-images", "6", "--image-size", "64x48"]
     out = tmp_path / "pipe.json"
     assert main(["bench", "maps", "--pipeline-only", "--scales", "32", "48", "--flip", "--repeats", "1",
-                 "--batch-size", "4", "--memory", "6", "12", "--out", str(out), *cache]) == 0  # fmt: skip
+                 "--batch-size", "4", "--out", str(out), *cache]) == 0  # fmt: skip
     r = json.loads(out.read_text())
     assert r["images"] == 6 and len(r["speedup_per_round"]) == 1 and r["machine"]["nproc"] >= 1
-    assert set(r["memory"]) == {"6", "12"} and all(m["images"] in (6, 12) for m in r["memory"].values())
+    assert r["cpu_ms_per_image"]["1"]["main_thread_ms"] > 0
     assert "pipeline only" in capsys.readouterr().out
     assert main(["bench", "labels", "--repeats", "1", "--out", str(tmp_path / "labels.json"), *cache]) == 0
     r = json.loads((tmp_path / "labels.json").read_text())
