@@ -31,6 +31,9 @@ from pathlib import Path
 from drs.argtypes import positive_int
 from drs.errors import UserError
 from drs.fileio import atomic_write_text, usable_cores
+from drs.settings import MapsSettings
+
+MAPS = MapsSettings()  # the maps section's defaults (the schema's)
 
 
 def _machine(device=None) -> dict:
@@ -52,7 +55,7 @@ def _machine(device=None) -> dict:
     return info
 
 
-def bench_maps(checkpoint, dataset, split="train", scales=(256, 320, 384), flip=False, images=64, batch_size=8, repeats=3) -> dict:
+def bench_maps(checkpoint, dataset, split="train", scales=MAPS.scales, flip=MAPS.flip, images=64, batch_size=MAPS.batch_size, repeats=3) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -284,16 +287,37 @@ def add_parser(sub) -> None:
     )
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     m = what.add_parser("maps", help="extraction throughput vs bare forward; store size and read time")
-    m.add_argument("--model", required=True, help="classifier checkpoint (model.pt)")
-    m.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
+    m.add_argument("--model", help="classifier checkpoint (model.pt); not with --pipeline-only")
+    m.add_argument("--dataset", help="dataset folder in VOC layout (default: the benchmark's own VOC-sized set)")
     m.add_argument("--split", default="train")
-    m.add_argument("--scales", type=positive_int, nargs="+", default=[256, 320, 384])
+    m.add_argument("--scales", type=positive_int, nargs="+", default=MAPS.scales, help="default: the maps section's")
     m.add_argument("--flip", action="store_true")
     m.add_argument("--images", type=positive_int, default=64, help="number of images (default 64)")
-    m.add_argument("--batch-size", type=positive_int, default=8)
-    m.add_argument("--repeats", type=positive_int, default=3, help="best of this many runs")
+    m.add_argument("--batch-size", type=positive_int, default=MAPS.batch_size)
+    m.add_argument("--repeats", type=positive_int, default=3, help="best of this many runs (--pipeline-only: rounds)")
+    m.add_argument(
+        "--pipeline-only", action="store_true",
+        help="everything but the network (a cached output of its shape stands in): 1 core vs all cores",
+    )  # fmt: skip
+    m.add_argument(
+        "--memory", type=positive_int, nargs="*", metavar="N",
+        help="with --pipeline-only: also the peak resident memory at these image counts (e.g. 200 2000)",
+    )  # fmt: skip
+    _voc_set_arguments(m)
     m.add_argument("--out", help="also write the result as JSON")
     m.set_defaults(func=_run)
+    lo = what.add_parser("loaders", help="each trainer's data pipeline (decode, augmentation, collation): img/s by workers")
+    lo.add_argument("--images", type=positive_int, default=160, help="images per measurement (default 160)")
+    lo.add_argument("--repeats", type=positive_int, default=2, help="best of this many rounds")
+    _voc_set_arguments(lo)
+    lo.add_argument("--out", help="also write the result as JSON")
+    lo.set_defaults(func=_run_loaders)
+    la = what.add_parser("labels", help="pseudo-labels and score-labels at VOC size, 2 classes per image")
+    la.add_argument("--repeats", type=positive_int, default=2, help="best of this many rounds")
+    _voc_set_arguments(la)
+    la.add_argument("--memory", type=positive_int, nargs="*", metavar="N", help="also peak memory at these image counts")
+    la.add_argument("--out", help="also write the result as JSON")
+    la.set_defaults(func=_run_labels)
     pl = what.add_parser("pseudo-labels", help="pseudo-label generation throughput: 1 worker vs all cores")
     pl.add_argument("--store", required=True, help="map store (.h5)")
     pl.add_argument("--dataset", help="dataset folder (default: the one recorded in the store)")
@@ -311,7 +335,103 @@ def add_parser(sub) -> None:
     c.set_defaults(func=_run_crf)
 
 
+def _voc_set_arguments(p) -> None:
+    p.add_argument("--set-images", type=positive_int, default=300, help="size of the benchmark's own set (default 300)")
+    p.add_argument("--image-size", type=_size, default=(500, 375), metavar="WxH", help="its image size (default 500x375)")
+    p.add_argument("--cache", default="results/bench", help="folder the set is kept in between runs (default results/bench)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise __import__("argparse").ArgumentTypeError(f"expected WxH, e.g. 500x375, got {text!r}") from None
+    if min(width, height) < 32:
+        raise __import__("argparse").ArgumentTypeError(f"{text}: both sides must be at least 32")
+    return width, height
+
+
+def _voc_set(args) -> Path:
+    from drs.bench_voc import voc_sized_set
+
+    return voc_sized_set(args.cache, args.set_images, size=args.image_size)
+
+
+def _write_json(path, result) -> None:
+    if path:
+        atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
+
+
+def _run_pipeline(args) -> int:
+    from drs.bench_voc import bench_pipeline, memory_pipeline
+
+    if args.model:
+        raise UserError("--pipeline-only measures everything but the network: leave out --model")
+    dataset = Path(args.dataset) if args.dataset else _voc_set(args)
+    r = bench_pipeline(dataset, args.scales, args.flip, args.batch_size, args.repeats, args.split)
+    print(
+        f"pipeline only (no network), {r['images']} images at scales {r['scales']}{' + flip' if r['flip'] else ''}, "
+        f"batch {r['batch_size']}\n"
+        f"1 core: {' / '.join(f'{v:.1f}' for v in r['one_core_images_per_s'])} img/s; {r['cores']} cores: "
+        f"{' / '.join(f'{v:.1f}' for v in r['all_cores_images_per_s'])} img/s; speed-up per round "
+        f"{' / '.join(f'{v:.2f}' for v in r['speedup_per_round'])}x (median {r['speedup_median']:.2f}x)\n"
+        + "".join(
+            f"CPU ms/image with {n} core(s): main thread {c['main_thread_ms']:.1f}, process {c['process_ms']:.1f}, "
+            f"loader workers {c['loader_workers_ms']:.1f}\n"
+            for n, c in r["cpu_ms_per_image"].items()
+        )
+        + f"load average before and after each round: {r['load_average']}\n"
+        f"machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}, {r['machine']['usable_cores']} usable"
+    )
+    if args.memory:
+        r["memory"] = memory_pipeline(dataset, args.memory, args.scales, args.flip, args.batch_size)
+        for count, run in r["memory"].items():
+            print(f"{count} images: peak RSS {run['peak_rss_mb']:.0f} MB (loader workers: {run['peak_rss_children_mb']:.0f} MB), {run['images_per_s']:.1f} img/s")
+    _write_json(args.out, r)
+    return 0
+
+
+def _run_loaders(args) -> int:
+    from drs.bench_voc import bench_loaders, synthetic_store
+
+    dataset = _voc_set(args)
+    store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
+    r = bench_loaders(dataset, store, args.images, args.repeats)
+    for name, rates in r["loaders"].items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()))
+    print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
+    _write_json(args.out, r)
+    return 0
+
+
+def _run_labels(args) -> int:
+    from drs.bench_voc import bench_labels, labels_memory, synthetic_store
+
+    dataset = _voc_set(args)
+    store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
+    r = bench_labels(dataset, store, args.repeats)
+    rates = r["pseudo_labels_images_per_s"]
+    print(
+        f"{r['images']} images of {args.image_size[0]}x{args.image_size[1]}, 2 classes each: pseudo-labels "
+        + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items())
+        + f"; score-labels {r['score_labels_images_per_s']:.1f} img/s"
+    )
+    if args.memory:
+        r["memory"] = labels_memory(dataset, args.memory)
+        for count, run in r["memory"].items():
+            print(f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB")
+    print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
+    _write_json(args.out, r)
+    return 0
+
+
 def _run(args) -> int:
+    if args.pipeline_only:
+        return _run_pipeline(args)
+    if not args.model:
+        raise UserError("bench maps: --model is required (or --pipeline-only)")
+    if not args.dataset:
+        args.dataset = str(_voc_set(args))
     result = bench_maps(args.model, args.dataset, args.split, args.scales, args.flip, args.images, args.batch_size, args.repeats)
     print(format_result(result))
     if args.out:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,14 @@ import numpy as np
 from drs import __version__
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
+from drs.fileio import usable_cores
 from drs.malloc import release_free_memory
+from drs.settings import MapsSettings
 
 log = logging.getLogger("drs.extract")
 
 #: the highest refined score a refined map store holds (see the module docstring)
+MAPS = MapsSettings()  # the maps section's defaults (the schema's)
 REFINED_SCORE_SCALE = 2.0
 
 
@@ -40,21 +44,78 @@ def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(ids[start : start + size])
 
 
-def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, device) -> list[list]:
-    """Raw class maps per scale (and flip) for a batch of normalised image tensors of any sizes."""
-    import torch
+def resize_to_scales(tensor, scales: Sequence[int]) -> list:
+    """One normalised image tensor (3, H, W) resized (bilinear) to each square scale."""
     import torch.nn.functional as F
 
+    return [F.interpolate(tensor[None], size=(s, s), mode="bilinear", align_corners=False)[0] for s in scales]
+
+
+def forward_resized(model, batches: Sequence, flip: bool, device) -> list[list]:
+    """Raw class maps per scale (and flip), per image, from one (B, 3, s, s) batch per scale."""
+    import torch
+
     outputs = []
-    for s in scales:
-        batch = torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in tensors])
+    for batch in batches:
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             maps = model.class_maps(batch).float()
             outputs.append(maps)
             if flip:
                 outputs.append(model.class_maps(batch.flip(-1)).float().flip(-1))
-    return [[out[i] for out in outputs] for i in range(len(tensors))]
+    return [[out[i] for out in outputs] for i in range(len(batches[0]))]
+
+
+def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, device) -> list[list]:
+    """Raw class maps per scale (and flip) for a batch of normalised image tensors of any sizes."""
+    import torch
+
+    resized = [resize_to_scales(t, scales) for t in tensors]
+    return forward_resized(model, [torch.stack([r[k] for r in resized]) for k in range(len(scales))], flip, device)
+
+
+class _ScaledImages:
+    """Map-style dataset for a DataLoader: the image decoded, normalised and resized to every scale,
+    with its classes and size. Runs in loader workers; a UserError (an unreadable image) is returned,
+    not raised, so that the main process raises it with its one-line message."""
+
+    def __init__(self, voc: VOCDataset, ids: Sequence[str], scales: Sequence[int]):
+        self.voc, self.ids, self.scales = voc, list(ids), list(scales)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int):
+        from drs.data.transforms import to_normalized_tensor
+
+        image_id = self.ids[index]
+        try:
+            image = self.voc.load_image(image_id)
+            classes = self.voc.labels(image_id)
+        except UserError as err:
+            return err
+        return image_id, classes, image.shape[:2], resize_to_scales(to_normalized_tensor(image), self.scales)
+
+
+def _collate(items: list):
+    """A batch of :class:`_ScaledImages` items: ids, classes, sizes, one stacked tensor per scale."""
+    import torch
+
+    for item in items:
+        if isinstance(item, UserError):
+            return item
+    ids, classes, sizes, scaled = zip(*items)
+    return list(ids), list(classes), list(sizes), [torch.stack(per_scale) for per_scale in zip(*scaled)]
+
+
+def default_workers() -> int:
+    """Loader processes (and deflate threads) extraction uses by default: the process's torch threads
+    (OMP_NUM_THREADS: a workflow job's share of its threads) within its usable cores, up to 8, none
+    on a single one."""
+    import torch
+
+    cores = min(usable_cores(), torch.get_num_threads())
+    return 0 if cores < 2 else min(cores, 8)
 
 
 def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normalize: bool = True):
@@ -75,34 +136,78 @@ def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normaliz
 
 
 def localization_maps(
-    model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device, normalize: bool = True
+    model,
+    voc: VOCDataset,
+    ids: Sequence[str],
+    scales,
+    flip: bool,
+    batch_size: int,
+    device,
+    normalize: bool = True,
+    workers: int = 0,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order: 255 stands for score 1, or
-    for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps)."""
+    for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps). ``workers`` loader
+    processes decode, normalise and resize the images (0: this process); the result is the same."""
     import torch
+    from torch.utils.data import DataLoader
 
-    from drs.data.transforms import to_normalized_tensor
+    import drs.data.transforms  # noqa: F401 (imported once here, not in every loader worker)
 
-    for chunk in _batches(ids, batch_size):
-        images = [voc.load_image(i) for i in chunk]
-        tensors = [to_normalized_tensor(im) for im in images]
-        with torch.inference_mode():
-            per_image = forward_scales(model, tensors, scales, flip, device)
-        for image_id, image, raw in zip(chunk, images, per_image):
-            classes = voc.labels(image_id)
-            size = image.shape[:2]
-            if classes.size == 0:
-                yield image_id, classes, np.zeros((0, *size), dtype=np.uint8)
-                continue
+    loader = DataLoader(
+        _ScaledImages(voc, ids, scales),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    scale = 1.0 if normalize else REFINED_SCORE_SCALE
+
+    def finish(raw, classes, size) -> np.ndarray:
+        if classes.size == 0:
+            return np.zeros((0, *size), dtype=np.uint8)
+        with torch.inference_mode():  # thread-local: entered in the thread that computes
+            maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
+            return (maps * 255).round_().to(torch.uint8).cpu().numpy()
+
+    # combine() (upsampling every output to the image's size) is most of the CPU work outside
+    # the network; torch releases the GIL, so a batch's images are combined on ``workers`` threads.
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="drs-combine") as pool:
+        for batch in loader:
+            if isinstance(batch, UserError):
+                raise batch
+            chunk, labels, sizes, resized = batch
             with torch.inference_mode():
-                scale = 1.0 if normalize else REFINED_SCORE_SCALE
-                maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
-                maps = (maps * 255).round_().to(torch.uint8).cpu().numpy()
-            yield image_id, classes, maps
-        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
-        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
-        del images, tensors, per_image, raw
-        release_free_memory()
+                per_image = forward_resized(model, resized, flip, device)
+            if workers > 0:
+                done = [pool.submit(finish, *item) for item in zip(per_image, labels, sizes)]
+                results = (future.result() for future in done)
+            else:
+                results = (finish(*item) for item in zip(per_image, labels, sizes))
+            for image_id, classes, maps in zip(chunk, labels, results):
+                yield image_id, classes, maps
+            # This batch's buffers are free now; without a trim the heap, fragmented by the store's
+            # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
+            del batch, resized, per_image, results
+            release_free_memory()
+
+
+def write_store(
+    path: Path, model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device,
+    normalize: bool, workers: int, store_options: dict,
+) -> None:  # fmt: skip
+    """:func:`localization_maps` of ``ids`` into a new store at ``path`` (``workers`` deflate threads)."""
+    from drs.maps import MapStoreWriter
+
+    start = time.perf_counter()
+    with MapStoreWriter(path, **store_options, compress_workers=workers) as writer:
+        maps = localization_maps(model, voc, ids, scales, flip, batch_size, device, normalize, workers)
+        for n, (image_id, classes, image_maps) in enumerate(maps, 1):
+            writer.add(image_id, classes, image_maps)
+            if n % 200 == 0:
+                log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
+    elapsed = time.perf_counter() - start
+    log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(ids), elapsed, len(ids) / elapsed, __version__)
 
 
 def extract_maps(
@@ -110,11 +215,15 @@ def extract_maps(
     dataset: str | Path,
     split: str,
     out: str | Path,
-    scales: Sequence[int],
-    flip: bool = False,
-    batch_size: int = 8,
+    scales: Sequence[int] = MAPS.scales,
+    flip: bool = MAPS.flip,
+    batch_size: int = MAPS.batch_size,
     limit: int | None = None,
+    workers: int | None = None,
 ) -> Path:
+    """Extract the maps of ``checkpoint`` on ``split`` into the store ``out``. ``workers``: loader
+    processes that decode and resize the images and threads that compress the maps (default
+    :func:`default_workers`); they change the pace, never the store's content."""
     from drs import distributed as ddp
     from drs.classifier import load_classifier
     from drs.fileio import check_outside_dataset, file_sha256
@@ -123,6 +232,7 @@ def extract_maps(
     from drs.train import describe_device, pick_device
 
     check_outside_dataset(out, dataset)
+    workers = default_workers() if workers is None else workers
     model, record = load_classifier(checkpoint, kinds=("classifier", "refiner"))
     refined = record["kind"] == "refiner"
     voc = VOCDataset(dataset, split)
@@ -154,15 +264,7 @@ def extract_maps(
     )
 
     def write(path: Path, chunk: Sequence[str]) -> None:
-        start = time.perf_counter()
-        with MapStoreWriter(path, **store_options) as writer:
-            maps = localization_maps(model, voc, chunk, scales, flip, batch_size, device, not refined)
-            for n, (image_id, classes, image_maps) in enumerate(maps, 1):
-                writer.add(image_id, classes, image_maps)
-                if n % 200 == 0:
-                    log.info("%d/%d images, %.1f img/s", n, len(chunk), n / (time.perf_counter() - start))
-        elapsed = time.perf_counter() - start
-        log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(chunk), elapsed, len(chunk) / elapsed, __version__)
+        write_store(path, model, voc, chunk, scales, flip, batch_size, device, not refined, workers, store_options)
 
     out = Path(out)
     if world == 1:
@@ -197,7 +299,7 @@ def add_parser(sub) -> None:
     import argparse
 
     from drs.argtypes import positive_int
-    from drs.settings import MapsSettings, add_settings_argument
+    from drs.settings import add_settings_argument
 
     p = sub.add_parser(
         "extract-maps",
@@ -215,12 +317,20 @@ def add_parser(sub) -> None:
     p.add_argument("--scales", type=positive_int, nargs="+", help="override maps.scales: square input sizes, e.g. 256 320 384", **hand)
     p.add_argument("--flip", action="store_true", help="override maps.flip: also use horizontally flipped images", **hand)
     p.add_argument("--batch-size", type=positive_int, help="override maps.batch_size", **hand)
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="loader processes that decode and resize images, and threads that compress maps "
+        "(default: the torch threads (OMP_NUM_THREADS) within the usable cores, up to 8, none on "
+        "one; the store is the same)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from drs.settings import MapsSettings, settings_from_args
+    from drs.settings import settings_from_args
 
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
     s = settings_from_args(MapsSettings, args)
-    extract_maps(args.model, args.dataset, args.split, args.out, s.scales, s.flip, s.batch_size)
+    extract_maps(args.model, args.dataset, args.split, args.out, s.scales, s.flip, s.batch_size, workers=args.workers)
     return 0
