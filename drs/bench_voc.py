@@ -376,7 +376,7 @@ import json, sys
 from pathlib import Path
 from drs.bench_voc import _rss_peaks_mb
 from drs.pseudo_labels import generate_pseudo_labels
-    from drs.score_labels import score_labels
+from drs.score_labels import score_labels
 what, store, dataset, split, out = sys.argv[1:6]
 if what == "pseudo-labels":
     generate_pseudo_labels(store, out, dataset)

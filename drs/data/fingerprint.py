@@ -30,6 +30,7 @@ synthetic sets take milliseconds.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ log = logging.getLogger("drs.data.fingerprint")
 METHOD = "sha256-contents-v1"  # how the digest is computed; part of every fingerprint
 KINDS = ("images", "masks", "saliency", "labels")
 _THREADS = 4  # file hashing releases the GIL: a few threads overlap reading and hashing
+_BATCH = 256  # files hashed between two updates of the digest
 
 
 @dataclass(frozen=True)
@@ -106,21 +108,27 @@ def fingerprint_files(ids: Sequence[str], paths: dict[str, Callable[[str], Path]
     """The fingerprint of ``ids`` (in order) and, for each id, the file ``paths[kind](id)`` of each
     kind (in the dict's order); ``extra`` files (e.g. a split's label list) enter once, by name."""
     kinds = tuple(paths)
-    entries = [(image_id, kind, paths[kind](image_id)) for image_id in ids for kind in kinds]
-    extra = list(extra)
-    with ThreadPoolExecutor(_THREADS) as pool:
-        digests = list(pool.map(_file_digest, [path for *_, path in entries] + extra))
     total = hashlib.sha256(f"{METHOD}\n{','.join(kinds)}\n".encode())
-    for (image_id, kind, _), (digest, _size) in zip(entries, digests):
-        total.update(f"{image_id}\t{kind}\t{digest}\n".encode())
-    for path, (digest, _size) in zip(extra, digests[len(entries) :]):
-        total.update(f"extra\t{path.name}\t{digest}\n".encode())
+    num_files = num_bytes = 0
+    entries = ((image_id, kind, paths[kind](image_id)) for image_id in ids for kind in kinds)
+    # hashed a batch at a time, in order: memory stays flat in the number of images
+    with ThreadPoolExecutor(_THREADS) as pool:
+        while batch := list(itertools.islice(entries, _BATCH)):
+            for (image_id, kind, _), (digest, size) in zip(batch, pool.map(_file_digest, [e[2] for e in batch])):
+                total.update(f"{image_id}\t{kind}\t{digest}\n".encode())
+                num_files += digest != "missing"
+                num_bytes += size
+        for path in extra:
+            digest, size = _file_digest(path)
+            total.update(f"extra\t{path.name}\t{digest}\n".encode())
+            num_files += digest != "missing"
+            num_bytes += size
     return Fingerprint(
         digest=total.hexdigest(),
         kinds=kinds,
         num_images=len(ids),
-        num_files=sum(d != "missing" for d, _ in digests),
-        num_bytes=sum(size for _, size in digests),
+        num_files=num_files,
+        num_bytes=num_bytes,
     )
 
 
