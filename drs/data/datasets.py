@@ -77,16 +77,28 @@ class RefineSet(Dataset):
             self._store = MapStore(self.store_path)
         image_id = self.voc.ids[index]
         array = self.voc.load_image(image_id)
-        maps = self._store.dense(image_id)
-        if maps.shape[1:] != array.shape[:2]:  # the transforms would resize both and hide the mismatch
+        record = self._store.read(image_id)
+        if tuple(record.size) != array.shape[:2]:  # the transforms would resize both and hide the mismatch
             raise UserError(
-                f"{self.store_path}: maps of {image_id!r} are {maps.shape[1]}x{maps.shape[2]} but its image "
+                f"{self.store_path}: maps of {image_id!r} are {record.size[0]}x{record.size[1]} but its image "
                 f"{self.voc.image_path(image_id)} is {array.shape[0]}x{array.shape[1]}; extract the maps of this dataset again"
             )
         image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
-        target = tv_tensors.Image(torch.from_numpy(arg_max_only(maps)))
-        image, target = self.geometric(self.jitter(image), target)
-        return normalize(image.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
+        classes, maps = record.classes, record.float()
+        if classes.size == 0:
+            dense = tv_tensors.Image(torch.from_numpy(arg_max_only(self._store.dense(image_id))))
+            image, target = self.geometric(self.jitter(image), dense)
+            return normalize(image.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
+        # Only the stored classes' channels are transformed, then placed among the zero channels of
+        # the others: each channel is resized on its own, so the target is the dense path's (with
+        # classes in order, the arg-max picks the same class: the others' scores are 0 <= any
+        # stored score, which a store keeps in [0, score_scale]), at K of C channels' cost.
+        order = np.argsort(classes, kind="stable")
+        sparse = tv_tensors.Image(torch.from_numpy(arg_max_only(maps[order])))
+        image, sparse = self.geometric(self.jitter(image), sparse)
+        target = torch.zeros((self._store.num_classes, *sparse.shape[1:]), dtype=sparse.dtype)
+        target[torch.from_numpy(classes[order].astype(np.int64) - 1)] = sparse.as_subclass(torch.Tensor)
+        return normalize(image.as_subclass(torch.Tensor)), target
 
 
 class SegmentationSet(Dataset):
