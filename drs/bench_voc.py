@@ -31,6 +31,9 @@ import numpy as np
 
 from drs.errors import UserError
 from drs.fileio import usable_cores
+from drs.settings import MapsSettings
+
+MAPS = MapsSettings()  # the maps section's defaults (the schema's); the benchmarks flip
 
 WIDTH, HEIGHT = 500, 375
 STRIDE = 8  # the classifier's output stride (VGG-16 without its 5th pooling stage)
@@ -206,7 +209,7 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def bench_pipeline(dataset, scales=(256, 320, 384), flip=True, batch_size=8, rounds=3, split="train") -> dict:
+def bench_pipeline(dataset, scales=MAPS.scales, flip=True, batch_size=MAPS.batch_size, rounds=3, split="train") -> dict:
     """Pipeline-only extraction, 1 core (in-process loading) vs all usable cores (as many loader
     workers and deflate threads), alternating, ``rounds`` times."""
     cores = usable_cores()
@@ -253,7 +256,7 @@ def machine() -> dict:
     return {"platform": platform.platform(), "cpu_model": model or platform.processor(), "nproc": os.cpu_count(), "usable_cores": usable_cores()}
 
 
-def memory_pipeline(dataset: Path, counts=(200, 2000), scales=(256, 320, 384), flip=True, batch_size=8) -> dict:
+def memory_pipeline(dataset: Path, counts=(200, 2000), scales=MAPS.scales, flip=True, batch_size=MAPS.batch_size) -> dict:
     """Peak resident memory of pipeline-only extraction (all cores) at each image count."""
     cores = usable_cores()
     out = {}
