@@ -172,6 +172,17 @@ class DRSClassifier(nn.Module):
         self.config = dict(config)
         self.output_stride = output_stride
         self.num_classes = classifier.out_channels
+        #: batch norm kept in eval mode in training (its running statistics used and not updated; its
+        #: affine weights still train), as when fine-tuning a batch-norm network on small batches
+        self.freeze_batch_norm = False
+
+    def train(self, mode: bool = True) -> DRSClassifier:
+        super().train(mode)
+        if mode and self.freeze_batch_norm:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DRSClassifier:
@@ -291,6 +302,47 @@ def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None
             target.copy_(source)
 
 
+def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], path: str) -> None:
+    """Every layer of ``model`` from the state dict of a ``drs train-classifier`` (or train-refiner)
+    ``model.pt``, batch-norm statistics included: e.g. DRS fine-tuned from a trained CAM network,
+    whose state dict is the DRS network's less its DRS controllers, which keep their initialisation
+    (so does the 1x1 classifier of a network trained on another number of classes). Any other key missing, left over or of another shape is a UserError naming the file."""
+    expected = model.state_dict()
+    controllers = {f"{name}.fc.weight" for name, m in model.named_modules() if isinstance(m, DRS) and m.kind == "learnable"}
+    # a network trained on other classes (e.g. the corpus of `drs pretrain-backbone`): its 1x1
+    # classifier stays new, as the paper's new layers
+    head = {"classifier.weight", "classifier.bias"}
+    if any(k in state and getattr(state[k], "shape", None) != expected[k].shape for k in head):
+        state = {k: v for k, v in state.items() if k not in head}
+        controllers |= head
+    missing = sorted(k for k in expected if k not in state and k not in controllers)
+    unexpected = sorted(k for k in state if k not in expected)
+    if missing or unexpected:
+        what = f"lacks {missing[0]!r}" if missing else f"has {unexpected[0]!r}, which the network has not"
+        raise UserError(f"classifier checkpoint {path}: {what} (a network of another shape or normalisation?)")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UserError(f"classifier checkpoint {path}: {key!r} has shape {got}; expected {tuple(expected[key].shape)}")
+    with torch.no_grad():
+        for key, value in state.items():
+            expected[key].copy_(value)
+
+
+def _checkpoint_state(path: str) -> Mapping[str, Any] | None:
+    """The state dict of a train-classifier / train-refiner ``model.pt`` at ``path``, else None."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - load_backbone_weights names the unreadable file
+        return None
+    if isinstance(checkpoint, Mapping) and checkpoint.get("kind") in ("classifier", "refiner"):
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise UserError(f"classifier checkpoint {path}: has no state dict")
+        return state
+    return None
+
+
 def load_extra_weights(model: DRSClassifier, state: Mapping[str, Any], path: str) -> bool:
     """Copy ``extra.<i>.weight/bias`` tensors of a weights file (`drs pretrain-backbone --extra`) into
     the extra convolutions, by order; False when the file has none (the paper's new, random layers)."""
@@ -349,6 +401,8 @@ def drs_vgg16(
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet weights from torch hub's
             cache; never downloaded) or the path of a torchvision-format VGG-16 state dict. Needs
             ``width == 1`` and ``stages == 5`` for ``"imagenet"``; a file must match the network's shapes.
+            A ``model.pt`` of ``drs train-classifier`` initialises every layer (batch-norm statistics
+            included) but the DRS controllers (:func:`load_classifier_checkpoint`).
 
     Raises:
         ValueError: bad arguments.
@@ -400,7 +454,10 @@ def drs_vgg16(
         "norm": norm,
     }
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
-    if path is not None:
+    checkpoint = None if path is None or weights == "imagenet" else _checkpoint_state(path)
+    if checkpoint is not None:
+        load_classifier_checkpoint(model, checkpoint, path)
+    elif path is not None:
         load_backbone_weights(model, path)
         if not (isinstance(weights, str) and weights == "imagenet"):
             load_extra_weights(model, torch.load(path, map_location="cpu", weights_only=True), path)
@@ -409,7 +466,7 @@ def drs_vgg16(
 
 def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delta: float | None):
     try:
-        return drs_vgg16(
+        model = drs_vgg16(
             num_classes,
             drs=drs,
             delta=delta,
@@ -422,3 +479,5 @@ def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delt
         )
     except ValueError as err:  # the builder names the value at fault
         raise UserError(f"{settings.section} settings: {err}") from None
+    model.freeze_batch_norm = bool(getattr(settings, "freeze_batch_norm", False))
+    return model
