@@ -306,7 +306,8 @@ def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], p
     """Every layer of ``model`` from the state dict of a ``drs train-classifier`` (or train-refiner)
     ``model.pt``, batch-norm statistics included: e.g. DRS fine-tuned from a trained CAM network,
     whose state dict is the DRS network's less its DRS controllers, which keep their initialisation
-    (so does the 1x1 classifier of a network trained on another number of classes). Any other key missing, left over or of another shape is a UserError naming the file."""
+    (so does the 1x1 classifier of a network trained on another number of classes). Any other key
+    missing, left over or of another shape is a UserError naming the file."""
     expected = model.state_dict()
     controllers = {f"{name}.fc.weight" for name, m in model.named_modules() if isinstance(m, DRS) and m.kind == "learnable"}
     # a network trained on other classes (e.g. the corpus of `drs pretrain-backbone`): its 1x1
