@@ -19,6 +19,7 @@ class ClassifierSettings(NetworkSettings):
 
     momentum: float
     weight_decay: float
+    freeze_batch_norm: bool  # batch norm in eval mode while training (running statistics kept)
 
 
 def train_classifier(

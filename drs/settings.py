@@ -157,6 +157,7 @@ class NetworkSettings(TrainSettings):
     width: float
     batch_norm: bool
     extra_batch_norm: bool
+    norm: str  # the layer batch_norm / extra_batch_norm insert: batch or group
     stages: int
     lr_decay_epochs: list[int]
     input_size: int

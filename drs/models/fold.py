@@ -61,6 +61,8 @@ def fold_batch_norm(model):
     """A copy of a :class:`drs.models.vgg.DRSClassifier` with batch norm folded into its convolutions
     (backbone and extra layers); its config says ``batch_norm: false, extra_batch_norm: false``, and in
     eval mode it gives the same outputs as ``model``."""
+    if any(isinstance(m, nn.GroupNorm) for m in model.modules()):
+        raise ValueError("the network has group norm, whose statistics are per image: it cannot be folded")
     folded = copy.deepcopy(model)
     folded.backbone = fold_sequential(model.backbone)
     folded.extra = fold_sequential(model.extra)

@@ -49,11 +49,35 @@ if TYPE_CHECKING:
 VGG16_STAGES: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 EXTRA_CHANNELS = 512
 OUTPUT_STRIDE = {3: 4, 4: 8, 5: 8}
-CONFIG_KEYS = ("num_classes", "drs", "delta", "width", "batch_norm", "stages", "extra_batch_norm")
+CONFIG_KEYS = ("num_classes", "drs", "delta", "width", "batch_norm", "stages", "extra_batch_norm", "norm")
+#: the normalisation layer that ``batch_norm`` / ``extra_batch_norm`` insert after a convolution
+NORMS = ("batch", "group")
+#: GroupNorm's groups: as Wu & He's 32, but at least this many channels in each group
+MIN_GROUP_CHANNELS = 4
 
 
 def _scale(c: int, width: float) -> int:
     return max(1, round(c * width))
+
+
+def group_count(channels: int) -> int:
+    """GroupNorm's number of groups for ``channels``: the largest divisor of ``channels`` up to
+    ``min(32, channels // 4)`` (at least 1).
+
+    32 is Wu & He's default (VGG-16's 64-512 channels: 2-16 channels a group). At 1/8 width the
+    layers have 8-64 channels, where 32 groups would be (nearly) one channel a group: instance norm,
+    which divides out each channel's own per-image magnitude, the very evidence a global-average
+    classifier reads. At least 4 channels a group keeps the channels' relative magnitudes within it.
+    """
+    cap = max(1, min(32, channels // MIN_GROUP_CHANNELS))
+    return max(g for g in range(1, cap + 1) if channels % g == 0)
+
+
+def _norm_layer(channels: int, norm: str) -> nn.Module:
+    """The normalisation after a convolution: BatchNorm2d, or GroupNorm (per-image statistics)."""
+    if norm == "group":
+        return nn.GroupNorm(group_count(channels), channels)
+    return nn.BatchNorm2d(channels)
 
 
 def _init_conv(conv: nn.Conv2d) -> None:
@@ -68,14 +92,14 @@ def _init_layers(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             _init_conv(m)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, DRS):
             m.reset_parameters()
 
 
-def _check_args(num_classes, drs, delta, width, batch_norm, stages) -> None:
+def _check_args(num_classes, drs, delta, width, batch_norm, stages, norm="batch") -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes {num_classes!r}: expected a positive integer")
     if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (0 < width <= 16) or not math.isfinite(width):
@@ -84,10 +108,14 @@ def _check_args(num_classes, drs, delta, width, batch_norm, stages) -> None:
         raise ValueError(f"batch_norm {batch_norm!r}: expected true or false")
     if isinstance(stages, bool) or stages not in OUTPUT_STRIDE:
         raise ValueError(f"stages {stages!r}: expected one of {sorted(OUTPUT_STRIDE)}")
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r}: expected one of {list(NORMS)}")
     activation(1, drs, delta)  # validates drs / delta
 
 
-def _backbone(drs: str, delta: float | None, width: float, batch_norm: bool, stages: int) -> tuple[nn.Sequential, int]:
+def _backbone(
+    drs: str, delta: float | None, width: float, batch_norm: bool, stages: int, norm: str = "batch"
+) -> tuple[nn.Sequential, int]:
     """The modified VGG-16 backbone and its number of output channels."""
     cfg: list[int | str] = []
     for i, stage in enumerate(VGG16_STAGES[:stages]):
@@ -111,18 +139,20 @@ def _backbone(drs: str, delta: float | None, width: float, batch_norm: bool, sta
             layers.append(m)
         elif isinstance(m, nn.ReLU):
             layers.append(activation(channels, drs, delta))
-        else:  # BatchNorm2d
-            layers.append(m)
+        else:  # BatchNorm2d (torchvision's), or its replacement
+            layers.append(m if norm == "batch" else _norm_layer(channels, norm))
     return nn.Sequential(*layers), channels
 
 
-def _extra(in_channels: int, drs: str, delta: float | None, width: float, batch_norm: bool) -> tuple[nn.Sequential, int]:
+def _extra(
+    in_channels: int, drs: str, delta: float | None, width: float, batch_norm: bool, norm: str = "batch"
+) -> tuple[nn.Sequential, int]:
     channels = _scale(EXTRA_CHANNELS, width)
     layers: list[nn.Module] = []
     for _ in range(3):
         layers.append(nn.Conv2d(in_channels, channels, kernel_size=3, padding=1))
         if batch_norm:
-            layers.append(nn.BatchNorm2d(channels))
+            layers.append(_norm_layer(channels, norm))
         layers.append(activation(channels, drs, delta))
         in_channels = channels
     return nn.Sequential(*layers), channels
@@ -142,6 +172,17 @@ class DRSClassifier(nn.Module):
         self.config = dict(config)
         self.output_stride = output_stride
         self.num_classes = classifier.out_channels
+        #: batch norm kept in eval mode in training (its running statistics used and not updated; its
+        #: affine weights still train), as when fine-tuning a batch-norm network on small batches
+        self.freeze_batch_norm = False
+
+    def train(self, mode: bool = True) -> DRSClassifier:
+        super().train(mode)
+        if mode and self.freeze_batch_norm:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DRSClassifier:
@@ -228,9 +269,11 @@ def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None
     if not isinstance(state, Mapping):
         raise UserError(f"VGG-16 weights file {path}: expected a state dict (a mapping of names to tensors)")
 
-    targets = [m for m in model.backbone.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    targets = [m for m in model.backbone.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm))]
     sources = _layer_tensors(state, path)
     want = "VGG-16-BN" if any(isinstance(m, nn.BatchNorm2d) for m in targets) else "VGG-16"
+    if any(isinstance(m, nn.GroupNorm) for m in targets):
+        want = "VGG-16 with GroupNorm"
     if len(sources) != len(targets):
         raise UserError(
             f"VGG-16 weights file {path}: has {len(sources)} 'features.*' layers with parameters; "
@@ -257,6 +300,48 @@ def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None
     with torch.no_grad():
         for target, source in plan:
             target.copy_(source)
+
+
+def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], path: str) -> None:
+    """Every layer of ``model`` from the state dict of a ``drs train-classifier`` (or train-refiner)
+    ``model.pt``, batch-norm statistics included: e.g. DRS fine-tuned from a trained CAM network,
+    whose state dict is the DRS network's less its DRS controllers, which keep their initialisation
+    (so does the 1x1 classifier of a network trained on another number of classes). Any other key
+    missing, left over or of another shape is a UserError naming the file."""
+    expected = model.state_dict()
+    controllers = {f"{name}.fc.weight" for name, m in model.named_modules() if isinstance(m, DRS) and m.kind == "learnable"}
+    # a network trained on other classes (e.g. the corpus of `drs pretrain-backbone`): its 1x1
+    # classifier stays new, as the paper's new layers
+    head = {"classifier.weight", "classifier.bias"}
+    if any(k in state and getattr(state[k], "shape", None) != expected[k].shape for k in head):
+        state = {k: v for k, v in state.items() if k not in head}
+        controllers |= head
+    missing = sorted(k for k in expected if k not in state and k not in controllers)
+    unexpected = sorted(k for k in state if k not in expected)
+    if missing or unexpected:
+        what = f"lacks {missing[0]!r}" if missing else f"has {unexpected[0]!r}, which the network has not"
+        raise UserError(f"classifier checkpoint {path}: {what} (a network of another shape or normalisation?)")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UserError(f"classifier checkpoint {path}: {key!r} has shape {got}; expected {tuple(expected[key].shape)}")
+    with torch.no_grad():
+        for key, value in state.items():
+            expected[key].copy_(value)
+
+
+def _checkpoint_state(path: str) -> Mapping[str, Any] | None:
+    """The state dict of a train-classifier / train-refiner ``model.pt`` at ``path``, else None."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - load_backbone_weights names the unreadable file
+        return None
+    if isinstance(checkpoint, Mapping) and checkpoint.get("kind") in ("classifier", "refiner"):
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise UserError(f"classifier checkpoint {path}: has no state dict")
+        return state
+    return None
 
 
 def load_extra_weights(model: DRSClassifier, state: Mapping[str, Any], path: str) -> bool:
@@ -297,6 +382,7 @@ def drs_vgg16(
     stages: int = 5,
     weights: str | os.PathLike | None = None,
     extra_batch_norm: bool = False,
+    norm: str = "batch",
 ) -> DRSClassifier:
     """The paper's DRS classifier on a modified VGG-16.
 
@@ -308,16 +394,22 @@ def drs_vgg16(
         batch_norm: use VGG-16-BN layers in the backbone (batch norm after each conv).
         extra_batch_norm: batch norm in the three extra layers too (not in the paper; it makes the
             last features dense, which DRS's suppression turns into maps flooding the background).
+        norm: the layer ``batch_norm`` / ``extra_batch_norm`` put after each convolution:
+            ``"batch"`` (BatchNorm2d) or ``"group"`` (GroupNorm, :func:`group_count` groups; per-image
+            statistics, the same in training and eval). Either way the convolutions are initialised
+            from the same random draws, so a seed gives the same convolutions.
         stages: keep the first 3, 4 or 5 VGG conv stages (see the module docstring for strides).
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet weights from torch hub's
             cache; never downloaded) or the path of a torchvision-format VGG-16 state dict. Needs
             ``width == 1`` and ``stages == 5`` for ``"imagenet"``; a file must match the network's shapes.
+            A ``model.pt`` of ``drs train-classifier`` initialises every layer (batch-norm statistics
+            included) but the DRS controllers (:func:`load_classifier_checkpoint`).
 
     Raises:
         ValueError: bad arguments.
         UserError: the weights cannot be used (missing file, wrong shapes, width/stages mismatch).
     """
-    _check_args(num_classes, drs, delta, width, batch_norm, stages)
+    _check_args(num_classes, drs, delta, width, batch_norm, stages, norm)
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights {weights!r}: expected None, 'imagenet' or a file path")
     # torchvision's ImageNet weights are the full network; a file (e.g. `drs pretrain-backbone`'s folded
@@ -326,6 +418,8 @@ def drs_vgg16(
         raise UserError(
             f"pretrained VGG-16 weights ({weights!r}) need width 1 and stages 5; got width {width}, stages {stages}"
         )
+    if isinstance(weights, str) and weights == "imagenet" and norm != "batch" and batch_norm:
+        raise UserError(f"pretrained VGG-16 weights ({weights!r}): torchvision has none with norm {norm!r}")
     path = None
     if weights is not None:
         if isinstance(weights, str) and weights == "imagenet":
@@ -343,10 +437,10 @@ def drs_vgg16(
             if not os.path.isfile(path):
                 raise UserError(f"VGG-16 weights file {path}: not found")
 
-    backbone, channels = _backbone(drs, delta, width, batch_norm, stages)
+    backbone, channels = _backbone(drs, delta, width, batch_norm, stages, norm)
     if not isinstance(extra_batch_norm, bool):
         raise ValueError(f"extra_batch_norm {extra_batch_norm!r}: expected true or false")
-    extra, channels = _extra(channels, drs, delta, width, extra_batch_norm)
+    extra, channels = _extra(channels, drs, delta, width, extra_batch_norm, norm)
     classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
     for part in (backbone, extra, classifier):
         _init_layers(part)
@@ -358,9 +452,13 @@ def drs_vgg16(
         "batch_norm": batch_norm,
         "stages": stages,
         "extra_batch_norm": extra_batch_norm,
+        "norm": norm,
     }
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
-    if path is not None:
+    checkpoint = None if path is None or weights == "imagenet" else _checkpoint_state(path)
+    if checkpoint is not None:
+        load_classifier_checkpoint(model, checkpoint, path)
+    elif path is not None:
         load_backbone_weights(model, path)
         if not (isinstance(weights, str) and weights == "imagenet"):
             load_extra_weights(model, torch.load(path, map_location="cpu", weights_only=True), path)
@@ -369,15 +467,18 @@ def drs_vgg16(
 
 def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delta: float | None):
     try:
-        return drs_vgg16(
+        model = drs_vgg16(
             num_classes,
             drs=drs,
             delta=delta,
             width=settings.width,
             batch_norm=settings.batch_norm,
             extra_batch_norm=settings.extra_batch_norm,
+            norm=settings.norm,
             stages=settings.stages,
             weights=settings.weights,
         )
     except ValueError as err:  # the builder names the value at fault
         raise UserError(f"{settings.section} settings: {err}") from None
+    model.freeze_batch_norm = bool(getattr(settings, "freeze_batch_norm", False))
+    return model
