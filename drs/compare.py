@@ -21,6 +21,8 @@ from drs.fileio import atomic_save_image, atomic_write_text, json_object
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
 COLUMNS = [
+    # the pseudo labels' mIoU by the reference's scoring (no ignore step, every pixel), then by ours
+    ("mIoU (reference protocol)", lambda m: (m.get("reference_protocol") or {}).get("miou")),
     ("mIoU (saliency bg)", lambda m: m.get("miou_saliency")),
     ("mIoU (threshold bg)", lambda m: m.get("miou_threshold")),
     ("part coverage", lambda m: m["coverage"].get("part")),
