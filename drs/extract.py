@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -74,13 +73,15 @@ def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, devi
     return forward_resized(model, [torch.stack([r[k] for r in resized]) for k in range(len(scales))], flip, device)
 
 
-class _ScaledImages:
-    """Map-style dataset for a DataLoader: the image decoded, normalised and resized to every scale,
-    with its classes and size. Runs in loader workers; a UserError (an unreadable image) is returned,
-    not raised, so that the main process raises it with its one-line message."""
+class _DecodedImages:
+    """Map-style dataset for a DataLoader: the image decoded and normalised, with its classes and
+    size. Runs in loader workers; a UserError (an unreadable image) is returned, not raised, so
+    that the main process raises it with its one-line message. The resize to each scale stays in
+    the main process: CPU bilinear resizing takes another path on one thread (a worker's) than on
+    several, with other last bits, and the store must not depend on the workers."""
 
-    def __init__(self, voc: VOCDataset, ids: Sequence[str], scales: Sequence[int]):
-        self.voc, self.ids, self.scales = voc, list(ids), list(scales)
+    def __init__(self, voc: VOCDataset, ids: Sequence[str]):
+        self.voc, self.ids = voc, list(ids)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -94,18 +95,16 @@ class _ScaledImages:
             classes = self.voc.labels(image_id)
         except UserError as err:
             return err
-        return image_id, classes, image.shape[:2], resize_to_scales(to_normalized_tensor(image), self.scales)
+        return image_id, classes, image.shape[:2], to_normalized_tensor(image)
 
 
 def _collate(items: list):
-    """A batch of :class:`_ScaledImages` items: ids, classes, sizes, one stacked tensor per scale."""
-    import torch
-
+    """A batch of :class:`_DecodedImages` items: ids, classes, sizes, image tensors (any sizes)."""
     for item in items:
         if isinstance(item, UserError):
             return item
-    ids, classes, sizes, scaled = zip(*items)
-    return list(ids), list(classes), list(sizes), [torch.stack(per_scale) for per_scale in zip(*scaled)]
+    ids, classes, sizes, tensors = zip(*items)
+    return list(ids), list(classes), list(sizes), list(tensors)
 
 
 def default_workers() -> int:
@@ -148,14 +147,14 @@ def localization_maps(
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield (id, classes, uint8 maps (K, H, W)) for each id, in order: 255 stands for score 1, or
     for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps). ``workers`` loader
-    processes decode, normalise and resize the images (0: this process); the result is the same."""
+    processes decode and normalise the images (0: this process); the result is the same."""
     import torch
     from torch.utils.data import DataLoader
 
     import drs.data.transforms  # noqa: F401 (imported once here, not in every loader worker)
 
     loader = DataLoader(
-        _ScaledImages(voc, ids, scales),
+        _DecodedImages(voc, ids),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -166,30 +165,26 @@ def localization_maps(
     def finish(raw, classes, size) -> np.ndarray:
         if classes.size == 0:
             return np.zeros((0, *size), dtype=np.uint8)
-        with torch.inference_mode():  # thread-local: entered in the thread that computes
+        with torch.inference_mode():
             maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
             return (maps * 255).round_().to(torch.uint8).cpu().numpy()
 
-    # combine() (upsampling every output to the image's size) is most of the CPU work outside
-    # the network; torch releases the GIL, so a batch's images are combined on ``workers`` threads.
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="drs-combine") as pool:
-        for batch in loader:
-            if isinstance(batch, UserError):
-                raise batch
-            chunk, labels, sizes, resized = batch
-            with torch.inference_mode():
-                per_image = forward_resized(model, resized, flip, device)
-            if workers > 0:
-                done = [pool.submit(finish, *item) for item in zip(per_image, labels, sizes)]
-                results = (future.result() for future in done)
-            else:
-                results = (finish(*item) for item in zip(per_image, labels, sizes))
-            for image_id, classes, maps in zip(chunk, labels, results):
-                yield image_id, classes, maps
-            # This batch's buffers are free now; without a trim the heap, fragmented by the store's
-            # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
-            del batch, resized, per_image, results
-            release_free_memory()
+    # combine() (upsampling every output to the image's size) runs here, not on other threads:
+    # a torch op called from another thread may run on fewer threads, and CPU bilinear
+    # upsampling on one thread gives other last bits than on several.
+    for batch in loader:
+        if isinstance(batch, UserError):
+            raise batch
+        chunk, labels, sizes, tensors = batch
+        with torch.inference_mode():
+            per_image = forward_scales(model, tensors, scales, flip, device)
+        results = (finish(*item) for item in zip(per_image, labels, sizes))
+        for image_id, classes, maps in zip(chunk, labels, results):
+            yield image_id, classes, maps
+        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
+        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.malloc).
+        del batch, tensors, per_image, results
+        release_free_memory()
 
 
 def write_store(
@@ -222,7 +217,7 @@ def extract_maps(
     workers: int | None = None,
 ) -> Path:
     """Extract the maps of ``checkpoint`` on ``split`` into the store ``out``. ``workers``: loader
-    processes that decode and resize the images and threads that compress the maps (default
+    processes that decode and normalise the images and threads that compress the maps (default
     :func:`default_workers`); they change the pace, never the store's content."""
     from drs import distributed as ddp
     from drs.classifier import load_classifier
@@ -319,7 +314,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, help="override maps.batch_size", **hand)
     p.add_argument(
         "--workers", type=int, default=None,
-        help="loader processes that decode and resize images, and threads that compress maps "
+        help="loader processes that decode and normalise images, and threads that compress maps "
         "(default: the torch threads (OMP_NUM_THREADS) within the usable cores, up to 8, none on "
         "one; the store is the same)",
     )  # fmt: skip

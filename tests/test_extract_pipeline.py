@@ -82,6 +82,27 @@ def test_workers_and_deflate_threads_leave_the_store_unchanged(dataset, checkpoi
         assert len(store) == 10 and store.read(store.ids[0]).maps.shape[1:] == (40, 48)
 
 
+@pytest.fixture
+def two_torch_threads():
+    """This process at 2 torch threads, as a workflow job of 2 threads (the tests run at 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_workers_resize_as_the_process_does_at_its_thread_count(synth_dataset, tmp_path, two_torch_threads):
+    """CPU bilinear resizing gives other last bits on one thread than on several (on images large
+    enough to be split between threads: the default set's 128 px): loader workers (one thread by
+    PyTorch's default) must use the main process's count, or the store changes."""
+    root = synth_dataset(SynthSpec(num_train=6, num_val=1, image_size=128, num_classes=2, object_size=(40, 64), clutter=2))
+    settings = dict(SETTINGS, input_size=128, crop_size=112)
+    model = train_classifier(root, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable")
+    serial = extract_maps(model, root, "train", tmp_path / "serial.h5", [96, 160], True, 3, workers=0)
+    parallel = extract_maps(model, root, "train", tmp_path / "parallel.h5", [96, 160], True, 3, workers=2)
+    _assert_same(serial, parallel)
+
+
 def test_maps_match_the_original_per_image_loop(dataset, checkpoint, tmp_path):
     """The loop extraction had before loader workers: decode, normalise and resize in this process,
     forward, combine, uint8; stored through HDF5's own filter pipeline."""

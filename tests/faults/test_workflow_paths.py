@@ -52,11 +52,26 @@ def shell_commands(output: str) -> dict[str, list[list[str]]]:
     return commands
 
 
+def json_strings(value) -> list[str]:
+    """Every string in a decoded JSON value (keys and values, at any depth)."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in json_strings(k) + json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def check_whole(args: list[str], path: str, fragment: str, where: str) -> None:
-    """Every argument holding a piece of ``path`` holds all of it."""
+    """Every argument holding a piece of ``path`` holds all of it; an argument that is a JSON
+    object (--settings, --plan) is checked string by string, as the stage decodes it."""
     for arg in args:
-        if fragment in arg:
-            assert path in arg, f"{where}: argument {arg!r} is a piece of {path!r}: {args}"
+        try:
+            decoded = json.loads(arg) if arg.startswith("{") else None
+        except ValueError:
+            decoded = None
+        for text in json_strings(decoded) if isinstance(decoded, dict) else [arg]:
+            if fragment in text:
+                assert path in text, f"{where}: argument {arg!r} is a piece of {path!r}: {args}"
 
 
 def dry_run(workdir: Path, config: Path, *targets: str) -> dict[str, list[list[str]]]:
@@ -83,9 +98,10 @@ def test_dry_run_commands_keep_results_and_dataset_paths_whole(workdir):
             # `> LOG 2>&1`, LOG whole under results_dir/logs
             assert args[-3] == ">" and args[-1] == "2>&1", (rule, args)
             assert args[-2].startswith(f"{RESULTS_DIR}/logs/") and args[-2].endswith(".log"), (rule, args)
-    # `drs report`'s name=path pairs and its title
+    # `drs report`'s plan (paths whole once decoded) and its title
     report = commands["ablation_summary"][0]
-    assert f"drs:cam={RESULTS_DIR}/drs/metrics/cam.json" in report
+    plan = json.loads(report[report.index("--plan") + 1])
+    assert plan["metrics"]["drs:cam"] == f"{RESULTS_DIR}/drs/metrics/cam.json"
     assert report[report.index("--title") + 1] == "DRS ablation: every experiment"
     compare = commands["compare_cams"][0]
     assert f"drs={RESULTS_DIR}/drs/metrics/cam.json" in compare
