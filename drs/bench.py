@@ -310,6 +310,10 @@ def add_parser(sub) -> None:
     lo.add_argument("--images", type=positive_int, default=160, help="images per measurement (default 160)")
     lo.add_argument("--repeats", type=positive_int, default=2, help="best of this many rounds")
     _voc_set_arguments(lo)
+    lo.add_argument(
+        "--memory", type=positive_int, nargs="*", metavar="N",
+        help="also the refiner's training peak memory at these image counts (one epoch, config.yaml's refiner)",
+    )  # fmt: skip
     lo.add_argument("--out", help="also write the result as JSON")
     lo.set_defaults(func=_run_loaders)
     la = what.add_parser("labels", help="pseudo-labels and score-labels at VOC size, 2 classes per image")
@@ -392,20 +396,27 @@ def _run_pipeline(args) -> int:
 
 
 def _run_loaders(args) -> int:
-    from drs.bench_voc import bench_loaders, synthetic_store
+    from drs.bench_voc import bench_loaders, stage_memory, synthetic_store
 
     dataset = _voc_set(args)
     store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
     r = bench_loaders(dataset, store, args.images, args.repeats)
     for name, rates in r["loaders"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()))
+    if args.memory:
+        r["memory"] = stage_memory(dataset, args.memory, ("train-refiner",))
+        for count, run in r["memory"].items():
+            print(
+                f"{count} images: refiner training (one epoch) peak RSS {run['train_refiner_peak_rss_mb']:.0f} MB, "
+                f"its loader workers {run['train_refiner_workers_peak_rss_mb']:.0f} MB, {run['train_refiner_seconds']:.0f} s"
+            )
     print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
     _write_json(args.out, r)
     return 0
 
 
 def _run_labels(args) -> int:
-    from drs.bench_voc import bench_labels, labels_memory, synthetic_store
+    from drs.bench_voc import bench_labels, stage_memory, synthetic_store
 
     dataset = _voc_set(args)
     store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
@@ -417,7 +428,7 @@ def _run_labels(args) -> int:
         + f"; score-labels {r['score_labels_images_per_s']:.1f} img/s"
     )
     if args.memory:
-        r["memory"] = labels_memory(dataset, args.memory)
+        r["memory"] = stage_memory(dataset, args.memory)
         for count, run in r["memory"].items():
             print(f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB")
     print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")

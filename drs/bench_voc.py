@@ -374,40 +374,62 @@ def bench_labels(dataset: Path, store: Path, rounds: int = 2, split: str = "trai
     }
 
 
-_LABELS_CHILD = """
+_MEMORY_CHILD = """
 import json, sys
-from pathlib import Path
-from drs.bench_voc import _rss_peaks_mb
-from drs.pseudo_labels import generate_pseudo_labels
-from drs.score_labels import score_labels
-what, store, dataset, split, out = sys.argv[1:6]
-if what == "pseudo-labels":
-    generate_pseudo_labels(store, out, dataset)
-else:
-    score_labels(out, dataset, split)
+from drs.bench_voc import _rss_peaks_mb, memory_child_run
+memory_child_run(*sys.argv[1:])
 print(json.dumps(_rss_peaks_mb()))
 """
 
+#: the refiner the memory figure trains: config.yaml's (1/8 width, 3 stages, 128 px inputs, 112 px
+#: crops), one epoch over every image, its loader with all usable cores as workers (as on CUDA)
+MEMORY_REFINER = dict(width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=1,
+                      batch_size=8, lr_decay_epochs=[], input_size=128, crop_size=112, log_every=1000)  # fmt: skip
 
-def labels_memory(dataset: Path, counts=(200, 2000)) -> dict:
-    """Peak resident memory of ``drs pseudo-labels`` (all cores: the main process, and its
-    workers') and ``drs score-labels``, each in a fresh process, at each image count."""
+
+def memory_child_run(what: str, store: str, dataset: str, split: str, out: str) -> None:
+    """One stage of :func:`stage_memory`, in the calling (fresh) process."""
+    if what == "pseudo-labels":
+        from drs.pseudo_labels import generate_pseudo_labels
+
+        generate_pseudo_labels(store, out, dataset)
+    elif what == "score-labels":
+        from drs.score_labels import score_labels
+
+        score_labels(out, dataset, split)
+    elif what == "train-refiner":
+        from drs.refiner import RefinerSettings, train_refiner
+
+        settings = RefinerSettings(**MEMORY_REFINER, num_workers=usable_cores())
+        train_refiner(dataset, split, store, out, settings)
+    else:
+        raise ValueError(what)
+
+
+def stage_memory(dataset: Path, counts=(200, 2000), stages=("pseudo-labels", "score-labels")) -> dict:
+    """Peak resident memory of each of ``stages`` (``pseudo-labels`` with all cores: the main
+    process, and its workers'; ``score-labels``; ``train-refiner``: :data:`MEMORY_REFINER` on a
+    map store of two classes per image), each in a fresh process, at each image count, with the
+    seconds it took."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for count in counts:
             split = repeated_split(dataset, count)
             store = synthetic_store(dataset, Path(tmp) / f"{split}.h5", split)
-            labels = Path(tmp) / f"labels-{split}"
             peaks = {}
-            for what in ("pseudo-labels", "score-labels"):
+            for what in stages:
+                target = Path(tmp) / ("labels-" + split if what != "train-refiner" else "refiner-" + split)
+                start = time.perf_counter()
                 run = subprocess.run(
-                    [sys.executable, "-c", _LABELS_CHILD, what, str(store), str(dataset), split, str(labels)],
+                    [sys.executable, "-c", _MEMORY_CHILD, what, str(store), str(dataset), split, str(target)],
                     capture_output=True, text=True, check=False,
                 )  # fmt: skip
                 if run.returncode != 0:
                     raise UserError(f"{what} memory benchmark failed: {run.stderr.strip()[-500:]}")
                 rss = json.loads(run.stdout.strip().splitlines()[-1])
-                peaks[what.replace("-", "_") + "_peak_rss_mb"] = rss["peak_rss_mb"]
-                peaks[what.replace("-", "_") + "_workers_peak_rss_mb"] = rss["peak_rss_children_mb"]
+                key = what.replace("-", "_")
+                peaks[key + "_peak_rss_mb"] = rss["peak_rss_mb"]
+                peaks[key + "_workers_peak_rss_mb"] = rss["peak_rss_children_mb"]
+                peaks[key + "_seconds"] = time.perf_counter() - start
             out[count] = peaks
     return out

@@ -66,10 +66,12 @@ def forward_resized(model, batches: Sequence, flip: bool, device) -> list[list]:
 
 
 def forward_scales(model, tensors: list, scales: Sequence[int], flip: bool, device) -> list[list]:
-    """Raw class maps per scale (and flip) for a batch of normalised image tensors of any sizes."""
+    """Raw class maps per scale (and flip) for a batch of normalised image tensors of any sizes.
+    The resize runs on ``device``: on a GPU it is off the CPU, which then only decodes, normalises,
+    converts to uint8, compresses and writes (on the CPU the tensors stay where they are)."""
     import torch
 
-    resized = [resize_to_scales(t, scales) for t in tensors]
+    resized = [resize_to_scales(t.to(device, non_blocking=True), scales) for t in tensors]
     return forward_resized(model, [torch.stack([r[k] for r in resized]) for k in range(len(scales))], flip, device)
 
 

@@ -57,6 +57,9 @@ def test_bench_commands_run_on_their_own_set(tiny_set, tmp_path, capsys):
     assert main(["bench", "labels", "--repeats", "1", "--out", str(tmp_path / "labels.json"), *cache]) == 0
     r = json.loads((tmp_path / "labels.json").read_text())
     assert r["images"] == 6 and r["score_labels_images_per_s"] > 0
-    assert main(["bench", "loaders", "--images", "6", "--repeats", "1", "--out", str(tmp_path / "loaders.json"), *cache]) == 0
+    assert main(["bench", "loaders", "--images", "6", "--repeats", "1", "--memory", "8",
+                 "--out", str(tmp_path / "loaders.json"), *cache]) == 0  # fmt: skip
     r = json.loads((tmp_path / "loaders.json").read_text())
     assert len(r["loaders"]) == 3 and all(len(rates) >= 2 for rates in r["loaders"].values())
+    assert r["memory"]["8"]["train_refiner_peak_rss_mb"] > 50 and r["memory"]["8"]["train_refiner_seconds"] > 0
+    assert "refiner training (one epoch) peak RSS" in capsys.readouterr().out

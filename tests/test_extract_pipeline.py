@@ -166,3 +166,21 @@ def test_unreadable_image_is_named_through_loader_workers(dataset, checkpoint, t
     finally:
         broken.write_bytes(saved)
     assert not (tmp_path / "maps.h5").exists()
+
+
+def test_images_are_resized_on_the_device_not_before(monkeypatch):
+    """On a GPU the resize to each scale must run there (off the CPU): forward_scales moves each
+    decoded image to the device before resizing it. The 'meta' device stands in for a GPU."""
+    import drs.extract as extract
+
+    seen = []
+
+    def recording_resize(tensor, scales):
+        seen.append(tensor.device.type)
+        return [torch.zeros(3, s, s, device=tensor.device) for s in scales]
+
+    monkeypatch.setattr(extract, "resize_to_scales", recording_resize)
+    monkeypatch.setattr(extract, "forward_resized", lambda model, batches, flip, device: [b.device.type for b in batches])
+    out = extract.forward_scales(None, [torch.zeros(3, 20, 30), torch.zeros(3, 25, 18)], [16, 24], True, torch.device("meta"))
+    assert seen == ["meta", "meta"]
+    assert out == ["meta", "meta"]
