@@ -9,6 +9,7 @@ read in a fresh process: pytest's own heap would blur the figures.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from drs.bench_voc import repeated_split, synthetic_store, voc_sized_set
 
 FIRST, LAST = 50, 200  # resident memory is compared after these many items
-MAX_GROWTH_PER_ITEM_MB = 0.05
+MAX_GROWTH_PER_ITEM_MB = 0.2  # without the trim: 0.67; with it 0.00-0.08 (one full-suite run)
 
 PROBE = """
 import json, sys
@@ -49,8 +50,9 @@ def test_refine_set_memory_is_flat_in_the_number_of_items(tmp_path):
     split = repeated_split(data, LAST)  # hard links of the 8 images under new ids
     store = synthetic_store(data, tmp_path / "maps.h5", split, classes_per_image=2)
     run = subprocess.run(
-        [sys.executable, "-c", PROBE, str(data), split, str(store)], capture_output=True, text=True, timeout=300, check=False
-    )
+        [sys.executable, "-c", PROBE, str(data), split, str(store)],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300, check=False,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
     rss = {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
     growth = (rss[LAST] - rss[FIRST]) / (LAST - FIRST)
