@@ -3,6 +3,8 @@ the tiny synthetic datasets the tests share (made once per session)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,23 @@ def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Com
     """Run this repository's workflow with ``workdir`` as its working directory (results go there)."""
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def memory_growth_mb(probe: str, args: list[str], first: int, last: int, unit: str) -> tuple[float, str]:
+    """Run ``probe`` (Python source printing, last, a JSON {count: resident MB} at ``first`` and
+    ``last``) with ``args`` in a fresh process at one OpenMP thread (pytest's own heap would blur
+    the figures). Returns the growth in MB per ``unit`` between them and a sentence saying it."""
+    run = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rss = {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
+    growth = (rss[last] - rss[first]) / (last - first)
+    return growth, (
+        f"resident memory grew {growth:.3f} MB per {unit} ({rss[first]:.0f} MB after {first} {unit}s, "
+        f"{rss[last]:.0f} MB after {last})"
+    )
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ needed ~17 GB. The run is measured in a fresh process: pytest's own heap would b
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import memory_growth_mb
 
 from drs.classifier import ClassifierSettings, train_classifier
 from drs.data.synth import generate
@@ -64,15 +62,5 @@ def test_extraction_memory_is_flat_in_the_number_of_images(tmp_path):
         os.link(data / masks / f"{source}.png", data / masks / f"{image_id}.png")
     (data / SPLIT_DIR / "many.txt").write_text("\n".join(ids) + "\n")
 
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "-c", PROBE, str(checkpoint), str(data), str(tmp_path / "maps.h5")],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    rss = {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
-    growth = (rss[LAST] - rss[FIRST]) / (LAST - FIRST)
-    assert growth < MAX_GROWTH_PER_IMAGE_MB, (
-        f"resident memory grew {growth:.3f} MB per image ({rss[FIRST]:.0f} MB after {FIRST} images, "
-        f"{rss[LAST]:.0f} MB after {LAST})"
-    )
+    growth, said = memory_growth_mb(PROBE, [str(checkpoint), str(data), str(tmp_path / "maps.h5")], FIRST, LAST, "image")
+    assert growth < MAX_GROWTH_PER_IMAGE_MB, said

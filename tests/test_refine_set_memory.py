@@ -8,13 +8,10 @@ read in a fresh process: pytest's own heap would blur the figures.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import memory_growth_mb
 
 from drs.bench_voc import repeated_split, synthetic_store, voc_sized_set
 
@@ -49,13 +46,5 @@ def test_refine_set_memory_is_flat_in_the_number_of_items(tmp_path):
     data = voc_sized_set(tmp_path, images=8, size=(500, 375))
     split = repeated_split(data, LAST)  # hard links of the 8 images under new ids
     store = synthetic_store(data, tmp_path / "maps.h5", split, classes_per_image=2)
-    run = subprocess.run(
-        [sys.executable, "-c", PROBE, str(data), split, str(store)],
-        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    rss = {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
-    growth = (rss[LAST] - rss[FIRST]) / (LAST - FIRST)
-    assert growth < MAX_GROWTH_PER_ITEM_MB, (
-        f"resident memory grew {growth:.3f} MB per item ({rss[FIRST]:.0f} MB after {FIRST} items, {rss[LAST]:.0f} MB after {LAST})"
-    )
+    growth, said = memory_growth_mb(PROBE, [str(data), split, str(store)], FIRST, LAST, "item")
+    assert growth < MAX_GROWTH_PER_ITEM_MB, said
