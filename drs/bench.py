@@ -361,6 +361,18 @@ def _voc_set(args) -> Path:
     return voc_sized_set(args.cache, args.set_images, size=args.image_size)
 
 
+def _voc_set_and_store(args) -> tuple[Path, Path]:
+    """The benchmark's own VOC-sized set and its map store of two classes per image (both cached)."""
+    from drs.bench_voc import synthetic_store
+
+    dataset = _voc_set(args)
+    return dataset, synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
+
+
+def _print_load_and_machine(r: dict) -> None:
+    print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
+
+
 def _write_json(path, result) -> None:
     if path:
         atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
@@ -396,10 +408,9 @@ def _run_pipeline(args) -> int:
 
 
 def _run_loaders(args) -> int:
-    from drs.bench_voc import bench_loaders, stage_memory, synthetic_store
+    from drs.bench_voc import bench_loaders, stage_memory
 
-    dataset = _voc_set(args)
-    store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
+    dataset, store = _voc_set_and_store(args)
     r = bench_loaders(dataset, store, args.images, args.repeats)
     for name, rates in r["loaders"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()))
@@ -410,16 +421,15 @@ def _run_loaders(args) -> int:
                 f"{count} images: refiner training (one epoch) peak RSS {run['train_refiner_peak_rss_mb']:.0f} MB, "
                 f"its loader workers {run['train_refiner_workers_peak_rss_mb']:.0f} MB, {run['train_refiner_seconds']:.0f} s"
             )
-    print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
+    _print_load_and_machine(r)
     _write_json(args.out, r)
     return 0
 
 
 def _run_labels(args) -> int:
-    from drs.bench_voc import bench_labels, stage_memory, synthetic_store
+    from drs.bench_voc import bench_labels, stage_memory
 
-    dataset = _voc_set(args)
-    store = synthetic_store(dataset, dataset.parent / f"{dataset.name}-maps2.h5")
+    dataset, store = _voc_set_and_store(args)
     r = bench_labels(dataset, store, args.repeats)
     rates = r["pseudo_labels_images_per_s"]
     print(
@@ -431,7 +441,7 @@ def _run_labels(args) -> int:
         r["memory"] = stage_memory(dataset, args.memory)
         for count, run in r["memory"].items():
             print(f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB")
-    print(f"load average: {r['load_average']}; machine: {r['machine']['cpu_model']}, nproc {r['machine']['nproc']}")
+    _print_load_and_machine(r)
     _write_json(args.out, r)
     return 0
 

@@ -252,18 +252,26 @@ def _layer_tensors(state: Mapping[str, Any], path: str) -> list[tuple[int, dict[
     return sorted(by_index.items())
 
 
-def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike) -> None:
-    """Copy the ``features.*`` convolutions (and batch norms) of a torchvision-format VGG-16 state dict
-    into ``model.backbone``, matched by layer order (the modified backbone has the same layers in the
-    same order; its pool/activation indices differ). torchvision's classifier is ignored.
-    """
-    path = os.fspath(path)
+def _read_weights_file(path: str) -> Any:
+    """What the weights file at ``path`` holds (``torch.load``, weights only); a UserError naming it
+    when it is missing or unreadable."""
     if not os.path.isfile(path):
         raise UserError(f"VGG-16 weights file {path}: not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input at fault
         raise UserError(f"VGG-16 weights file {path}: cannot be read as a PyTorch state dict ({e})") from None
+
+
+def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike, state: Any = None) -> None:
+    """Copy the ``features.*`` convolutions (and batch norms) of a torchvision-format VGG-16 state dict
+    into ``model.backbone``, matched by layer order (the modified backbone has the same layers in the
+    same order; its pool/activation indices differ). torchvision's classifier is ignored. ``state``:
+    the file's content when the caller has read it already (else it is read from ``path``).
+    """
+    path = os.fspath(path)
+    if state is None:
+        state = _read_weights_file(path)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -330,12 +338,9 @@ def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], p
             expected[key].copy_(value)
 
 
-def _checkpoint_state(path: str) -> Mapping[str, Any] | None:
-    """The state dict of a train-classifier / train-refiner ``model.pt`` at ``path``, else None."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - load_backbone_weights names the unreadable file
-        return None
+def _checkpoint_state(checkpoint: Any, path: str) -> Mapping[str, Any] | None:
+    """The state dict of ``checkpoint`` (read from ``path``) if it is a train-classifier /
+    train-refiner ``model.pt``, else None."""
     if isinstance(checkpoint, Mapping) and checkpoint.get("kind") in ("classifier", "refiner"):
         state = checkpoint.get("state_dict")
         if not isinstance(state, Mapping):
@@ -455,13 +460,17 @@ def drs_vgg16(
         "norm": norm,
     }
     model = DRSClassifier(backbone, extra, classifier, config, OUTPUT_STRIDE[stages])
-    checkpoint = None if path is None or weights == "imagenet" else _checkpoint_state(path)
+    if path is None:
+        return model
+    loaded = _read_weights_file(path)  # once, for whichever of the loaders below uses it
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    checkpoint = None if imagenet else _checkpoint_state(loaded, path)
     if checkpoint is not None:
         load_classifier_checkpoint(model, checkpoint, path)
-    elif path is not None:
-        load_backbone_weights(model, path)
-        if not (isinstance(weights, str) and weights == "imagenet"):
-            load_extra_weights(model, torch.load(path, map_location="cpu", weights_only=True), path)
+    else:
+        load_backbone_weights(model, path, loaded)
+        if not imagenet:
+            load_extra_weights(model, loaded, path)
     return model
 
 
