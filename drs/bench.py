@@ -55,7 +55,16 @@ def _machine(device=None) -> dict:
     return info
 
 
-def bench_maps(checkpoint, dataset, split="train", scales=MAPS.scales, flip=MAPS.flip, images=64, batch_size=MAPS.batch_size, repeats=3) -> dict:
+def bench_maps(
+    checkpoint,
+    dataset,
+    split="train",
+    scales=MAPS.scales,
+    flip=MAPS.flip,
+    images=64,
+    batch_size=MAPS.batch_size,
+    repeats=3,
+) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -86,7 +95,12 @@ def bench_maps(checkpoint, dataset, split="train", scales=MAPS.scales, flip=MAPS
     tensors = [to_normalized_tensor(voc.load_image(i)) for i in ids]
     batches = [tensors[i : i + batch_size] for i in range(0, len(tensors), batch_size)]
     resized = [
-        [torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in b]).to(device) for s in scales]
+        [
+            torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in b]).to(
+                device
+            )
+            for s in scales
+        ]
         for b in batches
     ]
     with torch.inference_mode():
@@ -180,9 +194,13 @@ def bench_pseudo_labels(store, dataset=None, images=64, repeats=3) -> dict:
             times = []
             for r in range(repeats):
                 run = generate_pseudo_labels(
-                    store, Path(tmp) / f"labels-{workers}-{r}", dataset, PseudoLabelSettings(missing_saliency="threshold"),
-                    workers=workers, limit=n,
-                )  # fmt: skip
+                    store,
+                    Path(tmp) / f"labels-{workers}-{r}",
+                    dataset,
+                    PseudoLabelSettings(missing_saliency="threshold"),
+                    workers=workers,
+                    limit=n,
+                )
                 times.append(run["seconds"])
             best[workers] = min(times)
     single = n / best[1]
@@ -233,7 +251,9 @@ def _crf_inputs(n: int, height: int, width: int, classes: int):
     return out
 
 
-def bench_crf(images: int = 8, height: int = 375, width: int = 500, classes: int = 21, workers: int | None = None) -> dict:
+def bench_crf(
+    images: int = 8, height: int = 375, width: int = 500, classes: int = 21, workers: int | None = None
+) -> dict:
     """CRF images/s: one after another in this process, and through :class:`drs.crf.CRFPool`."""
     from drs.crf import REFERENCE, CRFPool, crf_labels
 
@@ -296,30 +316,41 @@ def add_parser(sub) -> None:
     m.add_argument("--batch-size", type=positive_int, default=MAPS.batch_size)
     m.add_argument("--repeats", type=positive_int, default=3, help="best of this many runs (--pipeline-only: rounds)")
     m.add_argument(
-        "--pipeline-only", action="store_true",
+        "--pipeline-only",
+        action="store_true",
         help="everything but the network (a cached output of its shape stands in): 1 core vs all cores",
-    )  # fmt: skip
+    )
     m.add_argument(
-        "--memory", type=positive_int, nargs="*", metavar="N",
+        "--memory",
+        type=positive_int,
+        nargs="*",
+        metavar="N",
         help="with --pipeline-only: also the peak resident memory at these image counts (e.g. 200 2000)",
-    )  # fmt: skip
+    )
     _voc_set_arguments(m)
     m.add_argument("--out", help="also write the result as JSON")
     m.set_defaults(func=_run)
-    lo = what.add_parser("loaders", help="each trainer's data pipeline (decode, augmentation, collation): img/s by workers")
+    lo = what.add_parser(
+        "loaders", help="each trainer's data pipeline (decode, augmentation, collation): img/s by workers"
+    )
     lo.add_argument("--images", type=positive_int, default=160, help="images per measurement (default 160)")
     lo.add_argument("--repeats", type=positive_int, default=2, help="best of this many rounds")
     _voc_set_arguments(lo)
     lo.add_argument(
-        "--memory", type=positive_int, nargs="*", metavar="N",
+        "--memory",
+        type=positive_int,
+        nargs="*",
+        metavar="N",
         help="also the refiner's training peak memory at these image counts (one epoch, config.yaml's refiner)",
-    )  # fmt: skip
+    )
     lo.add_argument("--out", help="also write the result as JSON")
     lo.set_defaults(func=_run_loaders)
     la = what.add_parser("labels", help="pseudo-labels and score-labels at VOC size, 2 classes per image")
     la.add_argument("--repeats", type=positive_int, default=2, help="best of this many rounds")
     _voc_set_arguments(la)
-    la.add_argument("--memory", type=positive_int, nargs="*", metavar="N", help="also peak memory at these image counts")
+    la.add_argument(
+        "--memory", type=positive_int, nargs="*", metavar="N", help="also peak memory at these image counts"
+    )
     la.add_argument("--out", help="also write the result as JSON")
     la.set_defaults(func=_run_labels)
     pl = what.add_parser("pseudo-labels", help="pseudo-label generation throughput: 1 worker vs all cores")
@@ -341,8 +372,12 @@ def add_parser(sub) -> None:
 
 def _voc_set_arguments(p) -> None:
     p.add_argument("--set-images", type=positive_int, default=300, help="size of the benchmark's own set (default 300)")
-    p.add_argument("--image-size", type=_size, default=(500, 375), metavar="WxH", help="its image size (default 500x375)")
-    p.add_argument("--cache", default="results/bench", help="folder the set is kept in between runs (default results/bench)")
+    p.add_argument(
+        "--image-size", type=_size, default=(500, 375), metavar="WxH", help="its image size (default 500x375)"
+    )
+    p.add_argument(
+        "--cache", default="results/bench", help="folder the set is kept in between runs (default results/bench)"
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -402,7 +437,9 @@ def _run_pipeline(args) -> int:
     if args.memory:
         r["memory"] = memory_pipeline(dataset, args.memory, args.scales, args.flip, args.batch_size)
         for count, run in r["memory"].items():
-            print(f"{count} images: peak RSS {run['peak_rss_mb']:.0f} MB (loader workers: {run['peak_rss_children_mb']:.0f} MB), {run['images_per_s']:.1f} img/s")
+            print(
+                f"{count} images: peak RSS {run['peak_rss_mb']:.0f} MB (loader workers: {run['peak_rss_children_mb']:.0f} MB), {run['images_per_s']:.1f} img/s"
+            )
     _write_json(args.out, r)
     return 0
 
@@ -440,7 +477,9 @@ def _run_labels(args) -> int:
     if args.memory:
         r["memory"] = stage_memory(dataset, args.memory)
         for count, run in r["memory"].items():
-            print(f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB")
+            print(
+                f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB"
+            )
     _print_load_and_machine(r)
     _write_json(args.out, r)
     return 0
@@ -453,7 +492,9 @@ def _run(args) -> int:
         raise UserError("bench maps: --model is required (or --pipeline-only)")
     if not args.dataset:
         args.dataset = str(_voc_set(args))
-    result = bench_maps(args.model, args.dataset, args.split, args.scales, args.flip, args.images, args.batch_size, args.repeats)
+    result = bench_maps(
+        args.model, args.dataset, args.split, args.scales, args.flip, args.images, args.batch_size, args.repeats
+    )
     print(format_result(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

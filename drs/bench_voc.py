@@ -45,9 +45,15 @@ def _spec(images: int, seed: int, side: int):
     from drs.data.synth_spec import SynthSpec
 
     return SynthSpec(
-        seed=seed, num_train=images, num_val=1, image_size=side, num_classes=20, objects_per_image=(1, 3),
-        object_size=(max(8, side * 9 // 50), max(8, side * 22 // 50)), clutter=6,
-    )  # fmt: skip
+        seed=seed,
+        num_train=images,
+        num_val=1,
+        image_size=side,
+        num_classes=20,
+        objects_per_image=(1, 3),
+        object_size=(max(8, side * 9 // 50), max(8, side * 22 // 50)),
+        clutter=6,
+    )
 
 
 def _write_voc_sized(args) -> None:
@@ -87,7 +93,9 @@ def voc_sized_set(cache: str | Path = DEFAULT_CACHE, images: int = 300, seed: in
     shutil.rmtree(staging, ignore_errors=True)
     for sub in (IMAGE_DIR, "SegmentationClass", SALIENCY_DIR, str(SPLIT_DIR)):
         (staging / sub).mkdir(parents=True)
-    map_in_workers(_write_voc_sized, [(spec, i, str(staging), width, height) for i in range(images)], usable_cores(), chunksize=8)
+    map_in_workers(
+        _write_voc_sized, [(spec, i, str(staging), width, height) for i in range(images)], usable_cores(), chunksize=8
+    )
     (staging / CLASS_NAMES_FILE).write_text("\n".join(spec.class_names()) + "\n")
     (staging / SPLIT_DIR / "train.txt").write_text("\n".join(image_id("train", i) for i in range(images)) + "\n")
     os.replace(staging, root)
@@ -178,7 +186,9 @@ def pipeline_once(
     drs.maps._h5py()
     voc = VOCDataset(root, split)
     model = CachedNetwork(voc.num_classes, scales, batch_size)
-    options = dict(class_names=list(voc.class_names), scales=list(scales), flip=flip, stage="cam", split=split, dataset=root)
+    options = dict(
+        class_names=list(voc.class_names), scales=list(scales), flip=flip, stage="cam", split=split, dataset=root
+    )
     before, main_before = os.times(), time.thread_time()
     start = time.perf_counter()
     write_store(Path(out), model, voc, voc.ids, scales, flip, batch_size, torch.device("cpu"), True, workers, options)
@@ -188,10 +198,20 @@ def pipeline_once(
     cpu = {  # CPU milliseconds per image: what the load of other processes does not change much
         "main_thread_ms": 1000 * main_cpu / n,
         "process_ms": 1000 * (after.user + after.system - before.user - before.system) / n,
-        "loader_workers_ms": 1000 * (after.children_user + after.children_system - before.children_user - before.children_system) / n,
+        "loader_workers_ms": 1000
+        * (after.children_user + after.children_system - before.children_user - before.children_system)
+        / n,
     }
-    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "cores": cores, "workers": workers,
-            "threads": threads, "cpu_per_image": cpu, **_rss_peaks_mb()}  # fmt: skip
+    return {
+        "images": n,
+        "seconds": seconds,
+        "images_per_s": n / seconds,
+        "cores": cores,
+        "workers": workers,
+        "threads": threads,
+        "cpu_per_image": cpu,
+        **_rss_peaks_mb(),
+    }
 
 
 _CHILD = "import json, sys; from drs.bench_voc import pipeline_once; print(json.dumps(pipeline_once(**json.loads(sys.argv[1]))))"
@@ -199,9 +219,13 @@ _CHILD = "import json, sys; from drs.bench_voc import pipeline_once; print(json.
 
 def _child(**kwargs) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(kwargs.get("threads", 1)))
-    run = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(kwargs)], capture_output=True, text=True, env=env, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(kwargs)], capture_output=True, text=True, env=env, check=False
+    )
     if run.returncode != 0:
-        raise UserError(f"pipeline benchmark child failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
+        raise UserError(
+            f"pipeline benchmark child failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
+        )
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
@@ -219,13 +243,24 @@ def bench_pipeline(dataset, scales=MAPS.scales, flip=True, batch_size=MAPS.batch
         for r in range(rounds):
             for n in dict.fromkeys((1, cores)):
                 workers = 0 if n == 1 else n
-                run = _child(root=str(dataset), split=split, scales=list(scales), flip=flip, batch_size=batch_size,
-                             cores=n, workers=workers, out=f"{tmp}/p{r}-{n}.h5")  # fmt: skip
+                run = _child(
+                    root=str(dataset),
+                    split=split,
+                    scales=list(scales),
+                    flip=flip,
+                    batch_size=batch_size,
+                    cores=n,
+                    workers=workers,
+                    out=f"{tmp}/p{r}-{n}.h5",
+                )
                 results[n].append(run)
                 os.unlink(f"{tmp}/p{r}-{n}.h5")
             loads.append(_load())
     rate = {n: [r["images_per_s"] for r in runs] for n, runs in results.items()}
-    cpu = {n: {k: statistics.median(r["cpu_per_image"][k] for r in runs) for k in runs[0]["cpu_per_image"]} for n, runs in results.items()}
+    cpu = {
+        n: {k: statistics.median(r["cpu_per_image"][k] for r in runs) for k in runs[0]["cpu_per_image"]}
+        for n, runs in results.items()
+    }
     ratios = [b / a for a, b in zip(rate[1], rate[cores])]
     return {
         "images": results[1][0]["images"],
@@ -253,18 +288,33 @@ def machine() -> dict:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu_model": model or platform.processor(), "nproc": os.cpu_count(), "usable_cores": usable_cores()}
+    return {
+        "platform": platform.platform(),
+        "cpu_model": model or platform.processor(),
+        "nproc": os.cpu_count(),
+        "usable_cores": usable_cores(),
+    }
 
 
-def memory_pipeline(dataset: Path, counts=(200, 2000), scales=MAPS.scales, flip=True, batch_size=MAPS.batch_size) -> dict:
+def memory_pipeline(
+    dataset: Path, counts=(200, 2000), scales=MAPS.scales, flip=True, batch_size=MAPS.batch_size
+) -> dict:
     """Peak resident memory of pipeline-only extraction (all cores) at each image count."""
     cores = usable_cores()
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for count in counts:
             split = repeated_split(dataset, count)
-            run = _child(root=str(dataset), split=split, scales=list(scales), flip=flip, batch_size=batch_size,
-                         cores=cores, workers=cores, out=f"{tmp}/m{count}.h5")  # fmt: skip
+            run = _child(
+                root=str(dataset),
+                split=split,
+                scales=list(scales),
+                flip=flip,
+                batch_size=batch_size,
+                cores=cores,
+                workers=cores,
+                out=f"{tmp}/m{count}.h5",
+            )
             out[count] = run
     return out
 
@@ -284,9 +334,14 @@ def synthetic_store(dataset: Path, out: Path, split: str = "train", classes_per_
     voc = VOCDataset(dataset, split)
     rng = np.random.default_rng(0)
     options = dict(
-        class_names=list(voc.class_names), scales=[0], flip=False, stage="cam", split=split, dataset=str(dataset),
+        class_names=list(voc.class_names),
+        scales=[0],
+        flip=False,
+        stage="cam",
+        split=split,
+        dataset=str(dataset),
         dataset_fingerprint=split_fingerprint(voc, ("images", "masks"), voc.ids).as_dict(),
-    )  # fmt: skip
+    )
     with MapStoreWriter(out, **options, compress_workers=usable_cores()) as writer:
         for image_id in voc.ids:
             mask = voc.load_mask(image_id)
@@ -295,7 +350,9 @@ def synthetic_store(dataset: Path, out: Path, split: str = "train", classes_per_
             classes = (own + others)[:classes_per_image]
             maps = []
             for c in classes:
-                cue = ndimage.zoom(rng.random((8, 8)), (mask.shape[0] / 8, mask.shape[1] / 8), order=1)[: mask.shape[0], : mask.shape[1]]
+                cue = ndimage.zoom(rng.random((8, 8)), (mask.shape[0] / 8, mask.shape[1] / 8), order=1)[
+                    : mask.shape[0], : mask.shape[1]
+                ]
                 maps.append(np.clip(0.8 * (mask == c) + 0.4 * cue, 0, 1))
             writer.add(image_id, classes, np.stack(maps).astype(np.float32))
     return out
@@ -315,9 +372,14 @@ def _loaders(dataset: Path, store: Path) -> dict:
     return {
         "classifier (resize 384, crop 320, batch 5)": (ClassificationSet(voc, classification_transform(384, 320)), 5),
         f"refiner (resize {refiner.input_size}, crop {refiner.crop_size}, batch {refiner.batch_size})": (
-            RefineSet(voc, store, refiner.input_size, refiner.crop_size, refiner.random_crop), refiner.batch_size),
-        f"segmenter (scale {segmenter.scale_range}, crop {segmenter.crop_size}, batch 8)": (SegmentationSet(voc, None, segmenter), 8),
-    }  # fmt: skip
+            RefineSet(voc, store, refiner.input_size, refiner.crop_size, refiner.random_crop),
+            refiner.batch_size,
+        ),
+        f"segmenter (scale {segmenter.scale_range}, crop {segmenter.crop_size}, batch 8)": (
+            SegmentationSet(voc, None, segmenter),
+            8,
+        ),
+    }
 
 
 def _loader_rate(data, batch_size: int, workers: int, images: int) -> float:
@@ -325,7 +387,9 @@ def _loader_rate(data, batch_size: int, workers: int, images: int) -> float:
     from torch.utils.data import DataLoader, Subset
 
     torch.manual_seed(0)
-    loader = DataLoader(Subset(data, range(min(images, len(data)))), batch_size=batch_size, num_workers=workers, shuffle=True)
+    loader = DataLoader(
+        Subset(data, range(min(images, len(data)))), batch_size=batch_size, num_workers=workers, shuffle=True
+    )
     it = iter(loader)
     next(it)  # start-up and the first batch are not timed
     start, n = time.perf_counter(), 0
@@ -346,7 +410,14 @@ def bench_loaders(dataset: Path, store: Path, images: int = 160, rounds: int = 2
             for workers in rates:
                 rates[workers].append(_loader_rate(data, batch, workers, images))
         out[name] = {f"workers={w}": max(r) for w, r in rates.items()}
-    return {"images": images, "rounds": rounds, "cores": cores, "loaders": out, "load_average": _load(), "machine": machine()}
+    return {
+        "images": images,
+        "rounds": rounds,
+        "cores": cores,
+        "loaders": out,
+        "load_average": _load(),
+        "machine": machine(),
+    }
 
 
 # -- pseudo labels and scoring -----------------------------------------------------------------------
@@ -383,8 +454,19 @@ print(json.dumps(_rss_peaks_mb()))
 
 #: the refiner the memory figure trains: config.yaml's (1/8 width, 3 stages, 128 px inputs, 112 px
 #: crops), one epoch over every image, its loader with all usable cores as workers (as on CUDA)
-MEMORY_REFINER = dict(width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=1,
-                      batch_size=8, lr_decay_epochs=[], input_size=128, crop_size=112, log_every=1000)  # fmt: skip
+MEMORY_REFINER = dict(
+    width=0.125,
+    batch_norm=True,
+    extra_batch_norm=True,
+    stages=3,
+    pretrained="none",
+    epochs=1,
+    batch_size=8,
+    lr_decay_epochs=[],
+    input_size=128,
+    crop_size=112,
+    log_every=1000,
+)
 
 
 def memory_child_run(what: str, store: str, dataset: str, split: str, out: str) -> None:
@@ -422,8 +504,10 @@ def stage_memory(dataset: Path, counts=(200, 2000), stages=("pseudo-labels", "sc
                 start = time.perf_counter()
                 run = subprocess.run(
                     [sys.executable, "-c", _MEMORY_CHILD, what, str(store), str(dataset), split, str(target)],
-                    capture_output=True, text=True, check=False,
-                )  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if run.returncode != 0:
                     raise UserError(f"{what} memory benchmark failed: {run.stderr.strip()[-500:]}")
                 rss = json.loads(run.stdout.strip().splitlines()[-1])

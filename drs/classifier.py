@@ -47,7 +47,9 @@ def train_classifier(
 
     def optimizer(model):
         groups = model.parameter_groups(settings.lr)
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, nesterov=True
+        )
 
     def step_loss(model, batch, device):
         images, targets = (t.to(device, non_blocking=True) for t in batch)
@@ -63,10 +65,18 @@ def train_classifier(
         "data_fingerprint": split_fingerprint(voc, ("images", "masks")).as_dict(),
     }
     return train(
-        "classifier", f"classifier[{drs}]", settings, out_dir, data,
-        lambda: build_classifier(voc.num_classes, settings, drs, delta), optimizer, step_loss, record,
-        stop_after_steps=stop_after_steps, nproc_invariant=nproc_invariant,
-    )  # fmt: skip
+        "classifier",
+        f"classifier[{drs}]",
+        settings,
+        out_dir,
+        data,
+        lambda: build_classifier(voc.num_classes, settings, drs, delta),
+        optimizer,
+        step_loss,
+        record,
+        stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
+    )
 
 
 def load_classifier(path: str | Path, kinds: tuple[str, ...] = ("classifier",)):

@@ -93,7 +93,10 @@ def comparison_figure(stores: dict[str, str | Path], ids: list[str] | None = Non
         rows = []
         for image_id in ids:
             image = data.load_image(image_id)
-            panels = [label_panel(image, image_id), label_panel(colour_labels(data.load_mask(image_id)), "ground truth")]
+            panels = [
+                label_panel(image, image_id),
+                label_panel(colour_labels(data.load_mask(image_id)), "ground truth"),
+            ]
             for name, store in opened.items():
                 record = store.read(image_id)
                 heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(record.size)

@@ -28,7 +28,6 @@ from drs.fileio import atomic_write_text, check_outside_dataset
 log = logging.getLogger("drs.compare_labels")
 
 
-
 def _ids(folder: Path) -> set[str]:
     if not folder.is_dir():
         raise UserError(f"{folder}: label folder not found")
@@ -122,6 +121,10 @@ def _run(args) -> int:
         f"{result['num_images']} images: {100 * result['pixel_agreement']:.1f}% of pixels agree "
         f"({100 * result['agreement_where_both_labelled']:.1f}% where both label), mIoU {result['miou']:.3f}; "
         f"255: {100 * result['ignored']['a_fraction']:.1f}% in A, {100 * result['ignored']['b_fraction']:.1f}% in B"
-        + (f"; {result['only_in_a']} only in A, {result['only_in_b']} only in B" if result["only_in_a"] or result["only_in_b"] else "")
+        + (
+            f"; {result['only_in_a']} only in A, {result['only_in_b']} only in B"
+            if result["only_in_a"] or result["only_in_b"]
+            else ""
+        )
     )
     return 0

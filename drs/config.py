@@ -143,13 +143,17 @@ def load_yaml(path: str | Path) -> dict:
 
 def _check_evaluation(config: dict) -> None:
     evaluation = config.get("evaluation") or {}
-    if evaluation.get("protocol") == "reference" and (list(evaluation.get("scales", [1.0])) != [1.0] or evaluation.get("flip")):
+    if evaluation.get("protocol") == "reference" and (
+        list(evaluation.get("scales", [1.0])) != [1.0] or evaluation.get("flip")
+    ):
         raise UserError(
             "config key 'evaluation.protocol': reference is one scale without flip (the authors' --crop_val); "
             "set scales: [1.0] and flip: false, or use protocol: full"
         )
     if evaluation.get("checkpoint") == "best_on_val" and not (config.get("segmenter") or {}).get("val_every"):
-        raise UserError("config key 'evaluation.checkpoint': best_on_val needs segmenter.val_every (steps between validations)")
+        raise UserError(
+            "config key 'evaluation.checkpoint': best_on_val needs segmenter.val_every (steps between validations)"
+        )
 
 
 def check_config(config: dict) -> None:
@@ -166,7 +170,9 @@ def check_config(config: dict) -> None:
         )
     for name, exp in experiments.items():
         if name in RESERVED_NAMES:
-            raise UserError(f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}")
+            raise UserError(
+                f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}"
+            )
         if exp.get("supervision", "image") == "full":
             extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights", "pseudo_labels_dir"})
             if extra:
@@ -189,7 +195,9 @@ def check_config(config: dict) -> None:
                 "set drs: learnable (or fixed with delta)"
             )
         if "drs" not in exp:
-            raise UserError(f"config key 'experiments.{name}.drs': required (learnable, fixed or none) unless supervision is full")
+            raise UserError(
+                f"config key 'experiments.{name}.drs': required (learnable, fixed or none) unless supervision is full"
+            )
         if exp["drs"] == "fixed" and "delta" not in exp:
             raise UserError(f"config key 'experiments.{name}.delta': required when drs is 'fixed' (a number in (0, 1])")
         if exp["drs"] != "fixed" and "delta" in exp:
@@ -208,13 +216,19 @@ def check_config(config: dict) -> None:
         if not folder:
             raise UserError("config key 'dataset_dir': required when dataset is 'folder' (a VOC-layout folder)")
         if Path(folder).exists() and not Path(folder).is_dir():
-            raise UserError(f"config key 'dataset_dir': {folder!r} is a file, not a folder (dataset: folder needs a VOC-layout folder)")
+            raise UserError(
+                f"config key 'dataset_dir': {folder!r} is a file, not a folder (dataset: folder needs a VOC-layout folder)"
+            )
         if not Path(folder).is_dir():
-            raise UserError(f"config key 'dataset_dir': folder {folder!r} not found (dataset: folder needs an existing VOC-layout folder)")
+            raise UserError(
+                f"config key 'dataset_dir': folder {folder!r} not found (dataset: folder needs an existing VOC-layout folder)"
+            )
     elif config.get("dataset_dir"):
         raise UserError(f"config key 'dataset_dir': only used with dataset: folder (dataset is {dataset!r})")
     if dataset == "voc2012" and not config.get("voc2012", {}).get("archives"):
-        raise UserError("config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see config/voc2012.yaml)")
+        raise UserError(
+            "config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see config/voc2012.yaml)"
+        )
     if dataset == "synthetic":
         SynthSpec.from_dict(config.get("synthetic", {}))
 

@@ -46,7 +46,10 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams = REFERENCE
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(prob.astype(np.float32))))
     crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
     crf.addPairwiseBilateral(
-        sxy=params.bilateral_sxy, srgb=params.bilateral_srgb, rgbim=np.ascontiguousarray(image), compat=params.bilateral_compat
+        sxy=params.bilateral_sxy,
+        srgb=params.bilateral_srgb,
+        rgbim=np.ascontiguousarray(image),
+        compat=params.bilateral_compat,
     )
     q = crf.inference(params.iterations)
     return np.asarray(q, dtype=np.float32).reshape(classes, height, width)

@@ -1,6 +1,5 @@
 """Errors the `drs` command reports without a traceback."""
 
-
 import re
 
 

@@ -110,7 +110,9 @@ def evaluate_store(
                     if record.image_id in threshold_ids
                     else voc.load_saliency(record.image_id, size=tuple(record.size))
                 )
-                sal_label = pseudo_label(record.classes, maps, sal, alpha, bg_threshold, conflict_score, s.saliency_threshold)
+                sal_label = pseudo_label(
+                    record.classes, maps, sal, alpha, bg_threshold, conflict_score, s.saliency_threshold
+                )
                 with_sal.add(sal_label, mask)
             part = voc.load_part_mask(record.image_id) if voc.has_parts else None
             coverage.add(record.classes, maps, mask, part, alpha)
@@ -139,7 +141,9 @@ def summary_line(result: dict) -> str:
     cov = result["coverage"]
     text = f"mIoU {result['miou']:.3f} ({result['background_cue']}), threshold mIoU {result['miou_threshold']:.3f}"
     if "part" in cov:
-        text += f"; coverage part {cov['part']:.2f}, rest {cov['rest_of_object']:.2f}, background {cov['background']:.2f}"
+        text += (
+            f"; coverage part {cov['part']:.2f}, rest {cov['rest_of_object']:.2f}, background {cov['background']:.2f}"
+        )
     return text
 
 

@@ -74,7 +74,9 @@ class Predictor:
                 size = (max(8, round(height * scale)), max(8, round(width * scale)))
                 xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if scale != 1 else x
                 batch = torch.cat([xs, xs.flip(-1)]) if self.flip else xs
-                logits = F.interpolate(self.model(batch).float(), size=(height, width), mode="bilinear", align_corners=False)
+                logits = F.interpolate(
+                    self.model(batch).float(), size=(height, width), mode="bilinear", align_corners=False
+                )
                 prob = logits.softmax(1)
                 prob = (prob[0] + prob[1].flip(-1)) / 2 if self.flip else prob[0]
                 total = prob if total is None else total + prob
@@ -150,7 +152,9 @@ def _describe_protocol(split, count, protocol, crop_size, scales, flip, crf, rec
         "crf": CRF_REFERENCE.as_dict() if crf else None,
         "checkpoint": _checkpoint_choice(record),
         "selected_on_val": bool(record.get("selected_on_val")),
-        "scoring": None if submission else "confusion matrix over all pixels of the split, 255 in the ground truth left out",
+        "scoring": None
+        if submission
+        else "confusion matrix over all pixels of the split, 255 in the ground truth left out",
     }
 
 
@@ -205,12 +209,18 @@ def evaluate(
     scored = all(present)
     if not scored and any(present):
         first = voc.ids[present.index(False)]
-        raise UserError(f"{voc.mask_path(first)}: mask missing ({present.count(False)} of {len(present)} in split {split})")
+        raise UserError(
+            f"{voc.mask_path(first)}: mask missing ({present.count(False)} of {len(present)} in split {split})"
+        )
     if not scored:
         if submission is None:
-            raise UserError(f"{voc.root / voc.mask_dir}: split {split} has no masks to score; give a submission archive to write")
+            raise UserError(
+                f"{voc.root / voc.mask_dir}: split {split} has no masks to score; give a submission archive to write"
+            )
         if protocol != "full":
-            raise UserError(f"split {split} has no masks: a test-server submission needs whole images (protocol 'full')")
+            raise UserError(
+                f"split {split} has no masks: a test-server submission needs whole images (protocol 'full')"
+            )
         submission = Path(submission)
         if not submission.name.endswith(".tar.gz"):
             raise UserError(f"{submission}: the submission archive must end in .tar.gz")
@@ -258,7 +268,9 @@ def evaluate(
                 image = voc.load_image(image_id)
                 mask = voc.load_mask(image_id) if scored else None
                 if mask is not None and mask.shape != image.shape[:2]:
-                    raise UserError(f"{voc.mask_path(image_id)}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
+                    raise UserError(
+                        f"{voc.mask_path(image_id)}: mask size {mask.shape} differs from its image's {image.shape[:2]}"
+                    )
                 if protocol == "reference":
                     image, mask = reference_crop(image, mask, crop_size)
                 prob = predictor.scores(image)
@@ -305,7 +317,9 @@ def evaluate(
         flip=flip,
         multi_scale=len(used_scales) > 1 or flip,
         predictions=str(predictions_dir),
-        protocol=_describe_protocol(split, len(voc), protocol, crop_size, used_scales, flip, crf, predictor.record, not scored),
+        protocol=_describe_protocol(
+            split, len(voc), protocol, crop_size, used_scales, flip, crf, predictor.record, not scored
+        ),
         seconds=round(time.perf_counter() - start, 2),
     )
     if crf and scored:
@@ -359,13 +373,19 @@ def add_parser(sub) -> None:
     add_settings_argument(p, EvaluationSettings)
     hand = {"default": argparse.SUPPRESS}  # given by hand (or by a rule): overrides the key of --settings
     p.add_argument("--scales", type=positive_float, nargs="+", help="override evaluation.scales: input scales", **hand)
-    p.add_argument("--flip", action="store_true", help="override evaluation.flip: also predict the mirrored images", **hand)
     p.add_argument(
-        "--protocol", choices=PROTOCOLS, **hand,
+        "--flip", action="store_true", help="override evaluation.flip: also predict the mirrored images", **hand
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        **hand,
         help="override evaluation.protocol: full, whole images at the scales; reference, the authors' centre "
         "crop of the image resized to shorter side crop_size, one scale, no flip",
-    )  # fmt: skip
-    p.add_argument("--crop-size", type=int, help="override evaluation.crop_size: crop of the reference protocol", **hand)
+    )
+    p.add_argument(
+        "--crop-size", type=int, help="override evaluation.crop_size: crop of the reference protocol", **hand
+    )
     p.add_argument("--crf", action="store_true", help="override evaluation.crf: also score dense-CRF labels", **hand)
     p.add_argument("--crf-workers", type=int, help="processes for the CRF (default: every usable core)")
     p.add_argument(
@@ -381,9 +401,14 @@ def _run(args) -> int:
     check_outside_dataset(args.out, args.dataset)
     settings = settings_from_args(EvaluationSettings, args)
     result = evaluate(
-        args.model, args.dataset, args.split, args.predictions, settings, crf_workers=args.crf_workers,
+        args.model,
+        args.dataset,
+        args.split,
+        args.predictions,
+        settings,
+        crf_workers=args.crf_workers,
         submission=args.submission,
-    )  # fmt: skip
+    )
     if args.experiment:
         result["experiment"] = args.experiment
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")

@@ -161,7 +161,7 @@ def localization_maps(
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
-    )  # fmt: skip
+    )
     scale = 1.0 if normalize else REFINED_SCORE_SCALE
 
     def finish(raw, classes, size) -> np.ndarray:
@@ -190,9 +190,18 @@ def localization_maps(
 
 
 def write_store(
-    path: Path, model, voc: VOCDataset, ids: Sequence[str], scales, flip: bool, batch_size: int, device,
-    normalize: bool, workers: int, store_options: dict,
-) -> None:  # fmt: skip
+    path: Path,
+    model,
+    voc: VOCDataset,
+    ids: Sequence[str],
+    scales,
+    flip: bool,
+    batch_size: int,
+    device,
+    normalize: bool,
+    workers: int,
+    store_options: dict,
+) -> None:
     """:func:`localization_maps` of ``ids`` into a new store at ``path`` (``workers`` deflate threads)."""
     from drs.maps import MapStoreWriter
 
@@ -204,7 +213,9 @@ def write_store(
             if n % 200 == 0:
                 log.info("%d/%d images, %.1f img/s", n, len(ids), n / (time.perf_counter() - start))
     elapsed = time.perf_counter() - start
-    log.info("wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(ids), elapsed, len(ids) / elapsed, __version__)
+    log.info(
+        "wrote %s: %d images in %.1f s (%.1f img/s), drs %s", path, len(ids), elapsed, len(ids) / elapsed, __version__
+    )
 
 
 def extract_maps(
@@ -246,7 +257,13 @@ def extract_maps(
     ids = voc.ids[:limit] if limit else voc.ids
     fingerprint = split_fingerprint(voc, ("images", "masks"), ids)  # what the maps are made from
     log.info("dataset %s, split %s: %s", dataset, split, fingerprint)
-    config = {"scales": list(scales), "flip": flip, "batch_size": batch_size, "checkpoint": str(checkpoint), "training": record}
+    config = {
+        "scales": list(scales),
+        "flip": flip,
+        "batch_size": batch_size,
+        "checkpoint": str(checkpoint),
+        "training": record,
+    }
     store_options = dict(
         class_names=list(voc.class_names),
         scales=list(scales),
@@ -305,21 +322,33 @@ def add_parser(sub) -> None:
         "per-class max-normalised, written to an HDF5 map store (see `drs inspect`). The maps section "
         "comes as --settings; --scales, --flip and --batch-size override its keys.",
     )
-    p.add_argument("--model", required=True, help="checkpoint: model.pt of train-classifier, or of train-refiner for refined maps")
+    p.add_argument(
+        "--model", required=True, help="checkpoint: model.pt of train-classifier, or of train-refiner for refined maps"
+    )
     p.add_argument("--dataset", required=True, help="dataset folder in VOC layout")
     p.add_argument("--split", default="train", help="id list (default: train)")
     p.add_argument("--out", required=True, help="store to write (.h5)")
     add_settings_argument(p, MapsSettings)
     hand = {"default": argparse.SUPPRESS}  # given by hand: overrides the key of --settings
-    p.add_argument("--scales", type=positive_int, nargs="+", help="override maps.scales: square input sizes, e.g. 256 320 384", **hand)
-    p.add_argument("--flip", action="store_true", help="override maps.flip: also use horizontally flipped images", **hand)
+    p.add_argument(
+        "--scales",
+        type=positive_int,
+        nargs="+",
+        help="override maps.scales: square input sizes, e.g. 256 320 384",
+        **hand,
+    )
+    p.add_argument(
+        "--flip", action="store_true", help="override maps.flip: also use horizontally flipped images", **hand
+    )
     p.add_argument("--batch-size", type=positive_int, help="override maps.batch_size", **hand)
     p.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="loader processes that decode and normalise images, and threads that compress maps "
         "(default: the torch threads (OMP_NUM_THREADS) within the usable cores, up to 8, none on "
         "one; the store is the same)",
-    )  # fmt: skip
+    )
     p.set_defaults(func=_run)
 
 

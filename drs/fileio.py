@@ -48,7 +48,12 @@ def check_keys(section: str, values: dict, cls) -> None:
             raise UserError(f"config key '{section}.{key}': expected {expected}, got {type(value).__name__} {value!r}")
 
 
-_NAMES = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
+_NAMES = {
+    bool: ("true or false", "booleans"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+}
 
 
 def _type_problem(value, hint) -> str | None:
@@ -109,7 +114,9 @@ def write_error(path: str | Path, err: BaseException) -> UserError:
     """The one-line UserError for a failed write of ``path``: "no space left on device" for a full
     disk, else the first line of the system's (or library's) reason."""
     if is_disk_full(err):
-        return UserError(f"{path}: no space left on device; the partial output was removed, free some space and run again")
+        return UserError(
+            f"{path}: no space left on device; the partial output was removed, free some space and run again"
+        )
     reason = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
     return UserError(f"{path}: cannot write ({reason[:300]})")
 
@@ -297,12 +304,18 @@ def check_replaceable_dir(
     found = folder_kind(out)
     if found != kind:
         made = f"was written as {found}" if found else f"was not written by drs (no {MARKER})"
-        raise UserError(f"{out}: exists and {made}, so it is not replaced by {kind}; remove it or pick another output folder")
+        raise UserError(
+            f"{out}: exists and {made}, so it is not replaced by {kind}; remove it or pick another output folder"
+        )
     if suffixes is None:
         return
-    others = sorted(p.name for p in out.iterdir() if p.name != MARKER and not (p.is_file() and p.name.endswith(suffixes)))
+    others = sorted(
+        p.name for p in out.iterdir() if p.name != MARKER and not (p.is_file() and p.name.endswith(suffixes))
+    )
     if others:
-        raise UserError(f"{out}: holds files drs did not write (e.g. {others[0]!r}); remove them or pick another output folder")
+        raise UserError(
+            f"{out}: holds files drs did not write (e.g. {others[0]!r}); remove them or pick another output folder"
+        )
 
 
 @contextmanager

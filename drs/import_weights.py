@@ -39,7 +39,9 @@ REFERENCE_CONVS = tuple(
 )
 #: their index in the reference's ``features`` list (make_layers(cfg['D1']))
 REFERENCE_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-REFERENCE_DRS = tuple(name.replace("_conv", "_relu") for name in REFERENCE_CONVS) + tuple(f"extra_relu{i}" for i in (1, 2, 3))
+REFERENCE_DRS = tuple(name.replace("_conv", "_relu") for name in REFERENCE_CONVS) + tuple(
+    f"extra_relu{i}" for i in (1, 2, 3)
+)
 REFERENCE_EXTRA = tuple(f"extra_conv{i}" for i in (1, 2, 3))
 REFERENCE_CLASSIFIER = "extra_conv4"
 
@@ -78,7 +80,10 @@ def _mapping(model, drs: str) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = []
     for name, conv in zip(REFERENCE_CONVS + REFERENCE_EXTRA, backbone_convs + extra_convs):
         pairs += [(f"{name}.weight", conv.weight), (f"{name}.bias", conv.bias)]
-    pairs += [(f"{REFERENCE_CLASSIFIER}.weight", model.classifier.weight), (f"{REFERENCE_CLASSIFIER}.bias", model.classifier.bias)]
+    pairs += [
+        (f"{REFERENCE_CLASSIFIER}.weight", model.classifier.weight),
+        (f"{REFERENCE_CLASSIFIER}.bias", model.classifier.bias),
+    ]
     if drs == "learnable":
         pairs += [(f"{name}.fc.0.weight", m.fc.weight) for name, m in zip(REFERENCE_DRS, controllers)]
     if len(pairs) != len(dict(pairs)) or len(backbone_convs) != 13 or len(extra_convs) != 3:
@@ -86,7 +91,9 @@ def _mapping(model, drs: str) -> list[tuple[str, Any]]:
     return pairs
 
 
-def convert_state(state: Mapping[str, Any], src: str | Path, *, drs: str, delta: float | None, class_names: list[str] | None):
+def convert_state(
+    state: Mapping[str, Any], src: str | Path, *, drs: str, delta: float | None, class_names: list[str] | None
+):
     """Our DRSClassifier holding the reference tensors of ``state``; UserError names the first misfit."""
     import torch
 
@@ -95,12 +102,16 @@ def convert_state(state: Mapping[str, Any], src: str | Path, *, drs: str, delta:
 
     head = state.get(f"{REFERENCE_CLASSIFIER}.weight")
     if not isinstance(head, torch.Tensor) or head.dim() != 4:
-        raise UserError(f"{src}: key '{REFERENCE_CLASSIFIER}.weight' missing or not a 4-d tensor: not a reference DRS VGG-16")
+        raise UserError(
+            f"{src}: key '{REFERENCE_CLASSIFIER}.weight' missing or not a 4-d tensor: not a reference DRS VGG-16"
+        )
     num_classes = int(head.shape[0])
     names = list(class_names) if class_names is not None else (list(VOC_CLASSES) if num_classes == 20 else None)
     if names is None or len(names) != num_classes + 1:
         have = "no class names given" if names is None else f"{len(names) - 1} classes named"
-        raise UserError(f"{src}: '{REFERENCE_CLASSIFIER}.weight' has {num_classes} classes but {have}; pass --dataset ROOT")
+        raise UserError(
+            f"{src}: '{REFERENCE_CLASSIFIER}.weight' has {num_classes} classes but {have}; pass --dataset ROOT"
+        )
     # the reference network is VGG-16 at full width; a narrower copy (every channel count scaled
     # alike, as drs_vgg16's ``width``) converts the same way, which keeps tests small
     first = state.get(f"{REFERENCE_CONVS[0]}.weight", state.get("features.0.weight"))
@@ -115,25 +126,39 @@ def convert_state(state: Mapping[str, Any], src: str | Path, *, drs: str, delta:
     expected = dict(pairs)
     # the features.N duplicates of the convolutions: accepted when they equal their layer copy
     duplicates = {
-        f"features.{i}.{p}": f"{name}.{p}" for i, name in zip(REFERENCE_FEATURE_INDEX, REFERENCE_CONVS) for p in ("weight", "bias")
+        f"features.{i}.{p}": f"{name}.{p}"
+        for i, name in zip(REFERENCE_FEATURE_INDEX, REFERENCE_CONVS)
+        for p in ("weight", "bias")
     }
     for key, value in state.items():
         if key in expected:
             continue
         if key in duplicates:
             twin = state.get(duplicates[key])
-            if isinstance(twin, torch.Tensor) and isinstance(value, torch.Tensor) and (value.shape != twin.shape or not torch.equal(value, twin)):
-                raise UserError(f"{src}: key {key!r} differs from {duplicates[key]!r}; the reference shares one tensor between them")
+            if (
+                isinstance(twin, torch.Tensor)
+                and isinstance(value, torch.Tensor)
+                and (value.shape != twin.shape or not torch.equal(value, twin))
+            ):
+                raise UserError(
+                    f"{src}: key {key!r} differs from {duplicates[key]!r}; the reference shares one tensor between them"
+                )
             continue
         hint = " (a learnable-DRS controller: convert with --drs learnable)" if key.endswith(".fc.0.weight") else ""
-        raise UserError(f"{src}: unexpected key {key!r} for a {drs} {'refiner' if drs == 'none' else 'classifier'}{hint}")
+        raise UserError(
+            f"{src}: unexpected key {key!r} for a {drs} {'refiner' if drs == 'none' else 'classifier'}{hint}"
+        )
     for key, target in pairs:
         value = state.get(key)
         if value is None:
             twin = next((d for d, k in duplicates.items() if k == key), None)
             value = state.get(twin) if twin else None
         if value is None:
-            hint = " (no learnable-DRS controllers: a fixed-delta classifier? --drs fixed --delta D)" if key.endswith(".fc.0.weight") else ""
+            hint = (
+                " (no learnable-DRS controllers: a fixed-delta classifier? --drs fixed --delta D)"
+                if key.endswith(".fc.0.weight")
+                else ""
+            )
             raise UserError(f"{src}: key {key!r} missing (expected shape {tuple(target.shape)}){hint}")
         if not isinstance(value, torch.Tensor):
             raise UserError(f"{src}: key {key!r} is not a tensor")
@@ -192,7 +217,9 @@ def import_refiner(src, out, drs: str = "none", delta: float | None = None, data
     return _import("refiner", src, out, "none", None, dataset)
 
 
-def import_segmenter(src, out, drs: str = "none", delta: float | None = None, dataset=None, output_stride: int = 16) -> Path:
+def import_segmenter(
+    src, out, drs: str = "none", delta: float | None = None, dataset=None, output_stride: int = 16
+) -> Path:
     """The authors' DeepLabV3+ (``Deeplabv3_pseudo_segmentation_labels.pth``, VainF's format) as
     ``OUT/model.pt`` of kind ``segmenter`` (:func:`drs.segmenter_weights.import_segmenter`)."""
     from drs.data.voc import read_class_names
@@ -229,9 +256,12 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", help="dataset folder whose class names to record (default: VOC's 20 classes)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing OUT/model.pt")
     p.add_argument(
-        "--output-stride", type=int, choices=[8, 16], default=16,
+        "--output-stride",
+        type=int,
+        choices=[8, 16],
+        default=16,
         help="segmenter: the output stride to build the network with (default 16, the reference's)",
-    )  # fmt: skip
+    )
     p.set_defaults(func=_run)
 
 

@@ -170,7 +170,9 @@ class MapStoreWriter:
         self._ids: list[str] = []
         self._seen: set[str] = set()
         self._file = self._raw = None
-        self._pool = ThreadPoolExecutor(compress_workers, thread_name_prefix="drs-deflate") if compress_workers > 0 else None
+        self._pool = (
+            ThreadPoolExecutor(compress_workers, thread_name_prefix="drs-deflate") if compress_workers > 0 else None
+        )
         self._max_pending = 2 * compress_workers + 1
         self._pending: deque[tuple[str, np.ndarray, np.ndarray, Future]] = deque()
         self._lock = ExitStack()
@@ -279,7 +281,9 @@ class MapStoreWriter:
         height, width = data.shape[1:]
         with self._writing():
             if chunks is not None:
-                dset = self._maps.create_dataset(image_id, shape=data.shape, dtype=np.uint8, chunks=(1, height, width), **COMPRESSION)
+                dset = self._maps.create_dataset(
+                    image_id, shape=data.shape, dtype=np.uint8, chunks=(1, height, width), **COMPRESSION
+                )
                 for k, chunk in enumerate(chunks):
                     dset.id.write_direct_chunk((k, 0, 0), chunk)
             elif len(classes):
@@ -297,9 +301,13 @@ class MapStoreWriter:
         if self._file is None:
             raise MapStoreError(f"{self.path}: store is closed")
         if store.class_names != self.class_names:
-            raise MapStoreError(f"{store.path}: classes {store.class_names} differ from {self.path}'s {self.class_names}")
+            raise MapStoreError(
+                f"{store.path}: classes {store.class_names} differ from {self.path}'s {self.class_names}"
+            )
         if store.score_scale != self.score_scale:
-            raise MapStoreError(f"{store.path}: score_scale {store.score_scale} differs from {self.path}'s {self.score_scale}")
+            raise MapStoreError(
+                f"{store.path}: score_scale {store.score_scale} differs from {self.path}'s {self.score_scale}"
+            )
         self._write_pending(block=True)
         for image_id in store.ids:
             if image_id in self._seen:

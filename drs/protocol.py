@@ -35,7 +35,12 @@ REFERENCE_RULE = (
 
 
 def reference_label(
-    classes, maps, saliency, alpha=DEFAULTS.alpha, bg_threshold=DEFAULTS.bg_threshold, saliency_threshold=DEFAULTS.saliency_threshold
+    classes,
+    maps,
+    saliency,
+    alpha=DEFAULTS.alpha,
+    bg_threshold=DEFAULTS.bg_threshold,
+    saliency_threshold=DEFAULTS.saliency_threshold,
 ):
     """The reference's scoring label (H, W) uint8: no pixel is ignored."""
     maps = np.asarray(maps, dtype=np.float32)
@@ -51,7 +56,14 @@ def reference_label(
 
 def protocol(name: str, split: str, num_images: int, saliency_threshold, **more) -> dict:
     rule = REFERENCE_RULE if name == "reference" else OURS_RULE
-    return {"name": name, "split": split, "num_images": num_images, "scoring": rule, "saliency_threshold": saliency_threshold, **more}
+    return {
+        "name": name,
+        "split": split,
+        "num_images": num_images,
+        "scoring": rule,
+        "saliency_threshold": saliency_threshold,
+        **more,
+    }
 
 
 def reference_score(
@@ -109,10 +121,15 @@ def reference_score(
     result.pop("ignored_fraction")
     result["split"] = split
     result["protocol"] = protocol(
-        "reference", split, result["num_images"], s.saliency_threshold if use_saliency else None,
-        background_cue="saliency" if use_saliency else "threshold", alpha=s.alpha, store=str(store_path),
+        "reference",
+        split,
+        result["num_images"],
+        s.saliency_threshold if use_saliency else None,
+        background_cue="saliency" if use_saliency else "threshold",
+        alpha=s.alpha,
+        store=str(store_path),
         threshold_images=len(threshold_ids),
-    )  # fmt: skip
+    )
     return result
 
 
@@ -124,7 +141,11 @@ def add_protocols(result: dict, reference: dict | None, saliency_threshold, head
     if headline == "reference" and reference is None:
         raise UserError("headline protocol 'reference' needs the reference scores (a map store to score)")
     result["protocol"] = protocol(
-        "ours", result["split"], result["num_images"], saliency_threshold, ignored_fraction=result.get("ignored_fraction")
+        "ours",
+        result["split"],
+        result["num_images"],
+        saliency_threshold,
+        ignored_fraction=result.get("ignored_fraction"),
     )
     if reference is not None:
         result["reference_protocol"] = reference

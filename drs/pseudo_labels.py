@@ -130,8 +130,11 @@ def threshold_images(voc, ids, saliency: str, missing_saliency: str, bg_threshol
     if missing:
         log.warning(
             "%d of %d images have no saliency map (first: %s): they use the background threshold %g",
-            len(missing), len(ids), voc.saliency_path(missing[0]), bg_threshold,
-        )  # fmt: skip
+            len(missing),
+            len(ids),
+            voc.saliency_path(missing[0]),
+            bg_threshold,
+        )
     return set(missing)
 
 
@@ -156,9 +159,14 @@ def _label_chunk(job: dict) -> tuple[int, int, int]:
                         f"map store {store.path} has {record.size[0]}x{record.size[1]} maps for {image_id!r}"
                     )
             label = pseudo_label(
-                record.classes, record.float(), saliency, job["alpha"], job["bg_threshold"], job["conflict_score"],
+                record.classes,
+                record.float(),
+                saliency,
+                job["alpha"],
+                job["bg_threshold"],
+                job["conflict_score"],
                 job["saliency_threshold"],
-            )  # fmt: skip
+            )
             save_label_png(out / f"{image_id}.png", label)
             images += 1
             ignored += int((label == IGNORE).sum())
@@ -218,10 +226,16 @@ def generate_pseudo_labels(
     size = max(1, min(CHUNK_IMAGES, -(-len(ids) // (workers * 4))))
     with publishing_dir(out_dir, replace=True, kind=KIND, dataset=root) as partial:
         common = dict(
-            store=str(store_path), root=str(root), split=split, out=str(partial), use_saliency=use_saliency,
-            alpha=s.alpha, bg_threshold=s.bg_threshold, conflict_score=s.conflict_score,
+            store=str(store_path),
+            root=str(root),
+            split=split,
+            out=str(partial),
+            use_saliency=use_saliency,
+            alpha=s.alpha,
+            bg_threshold=s.bg_threshold,
+            conflict_score=s.conflict_score,
             saliency_threshold=s.saliency_threshold,
-        )  # fmt: skip
+        )
         jobs = []
         for i in range(0, len(ids), size):
             chunk = ids[i : i + size]
@@ -270,12 +284,22 @@ def add_rule_arguments(parser) -> None:
     that overrides it (pseudo-labels, eval-maps, score-labels)."""
     keys = schema_properties("pseudo_labels")
     add_settings_argument(parser, PseudoLabelSettings)
-    types = {"alpha": float, "bg_threshold": float, "conflict_score": float, "saliency_threshold": saliency_threshold_arg}
+    types = {
+        "alpha": float,
+        "bg_threshold": float,
+        "conflict_score": float,
+        "saliency_threshold": saliency_threshold_arg,
+    }
     for key, spec in keys.items():
         parser.add_argument(
-            "--" + key.replace("_", "-"), type=types.get(key), choices=spec.get("enum"), default=argparse.SUPPRESS,
-            help=f"override pseudo_labels.{key} (default {spec['default']!r}): {spec.get('description', '')}".rstrip(": "),
-        )  # fmt: skip
+            "--" + key.replace("_", "-"),
+            type=types.get(key),
+            choices=spec.get("enum"),
+            default=argparse.SUPPRESS,
+            help=f"override pseudo_labels.{key} (default {spec['default']!r}): {spec.get('description', '')}".rstrip(
+                ": "
+            ),
+        )
 
 
 def rule_settings(args) -> PseudoLabelSettings:

@@ -91,9 +91,18 @@ def train_refiner(
         "data_fingerprint": split_fingerprint(voc, ("images",)).as_dict(),  # a rerun on changed data starts afresh
     }
     return train(
-        "refiner", "refiner", settings, out_dir, data, model, lambda net: torch.optim.Adam(net.parameters(), lr=settings.lr),
-        step_loss, record, stop_after_steps=stop_after_steps, nproc_invariant=nproc_invariant,
-    )  # fmt: skip
+        "refiner",
+        "refiner",
+        settings,
+        out_dir,
+        data,
+        model,
+        lambda net: torch.optim.Adam(net.parameters(), lr=settings.lr),
+        step_loss,
+        record,
+        stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
+    )
 
 
 # -- command line --------------------------------------------------------------------------------

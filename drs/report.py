@@ -44,7 +44,12 @@ HEADLINE = "## Headline"
 def _fraction(value, path: Path, key: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
         raise UserError(f"{path}: {key} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -111,7 +116,11 @@ def _row(experiment: str, stage: str, metrics: dict, label: str) -> Row:
         name, scored = f"DeepLabV3+ on {label} pseudo labels", "DeepLabV3+ trained on pseudo labels"
     if stage == "segmentation" and metrics.get("multi_scale"):
         scored += " (multi-scale)"
-    if stage in ("cam", "refined") and metrics.get("headline_protocol") == "reference" and metrics.get("reference_protocol"):
+    if (
+        stage in ("cam", "refined")
+        and metrics.get("headline_protocol") == "reference"
+        and metrics.get("reference_protocol")
+    ):
         # drs.protocol: the reference's scoring (no ignore step, every pixel counted) leads
         metrics = metrics["reference_protocol"]
         scored += ", scored as the reference does (no ignore step, every pixel counted)"
@@ -144,7 +153,9 @@ def comparison_rows(metrics: dict[tuple[str, str], dict], labels: dict[str, str]
     rows = []
     for (experiment, stage), values in metrics.items():
         if stage not in STAGES:
-            raise UserError(f"unknown stage {stage!r} for experiment {experiment!r}; expected one of {', '.join(STAGES)}")
+            raise UserError(
+                f"unknown stage {stage!r} for experiment {experiment!r}; expected one of {', '.join(STAGES)}"
+            )
         rows.append(_row(experiment, stage, values, labels.get(experiment, experiment)))
     rows.sort(key=lambda r: (r.group, order[r.experiment]))
     full = next((r for r in rows if r.group == 3), None)
@@ -176,7 +187,16 @@ def _ratio(row: Row) -> str:
     return "–" if row.ratio is None else f"{100 * row.ratio:.1f}%"
 
 
-COMPARISON_HEADER = ["", "experiment", "scored", "split", "images", "mIoU (%)", "pixel accuracy (%)", "weak / full mIoU"]
+COMPARISON_HEADER = [
+    "",
+    "experiment",
+    "scored",
+    "split",
+    "images",
+    "mIoU (%)",
+    "pixel accuracy (%)",
+    "weak / full mIoU",
+]
 COMPARISON_ALIGN = ["l", "l", "l", "l", "r", "r", "r", "r"]
 
 
@@ -196,7 +216,9 @@ def comparison_cells(rows: list[Row]) -> list[list[str]]:
     ]
 
 
-def experiment_table(experiment: str, metrics: dict[str, dict], class_names: list[str]) -> tuple[list[str], list[list[str]]]:
+def experiment_table(
+    experiment: str, metrics: dict[str, dict], class_names: list[str]
+) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one experiment's per-class table: one column per stage it has."""
     stages = [s for s in STAGES if s in metrics]
     header = ["class"] + [f"{STAGE_TITLES[s]} ({metrics[s]['split']})" for s in stages]
@@ -210,8 +232,11 @@ def experiment_table(experiment: str, metrics: dict[str, dict], class_names: lis
 # -- headline ------------------------------------------------------------------------------------
 def headline(rows: list[Row], main: str | None, baseline: str | None = None) -> list[str]:
     """Sentences with the main experiment's numbers, as markdown list items."""
+
     def find(experiment, stage, supervision="image"):
-        return next((r for r in rows if r.experiment == experiment and r.stage == stage and r.supervision == supervision), None)
+        return next(
+            (r for r in rows if r.experiment == experiment and r.stage == stage and r.supervision == supervision), None
+        )
 
     if main is None and rows:
         main = next((r.experiment for r in rows if r.supervision == "image"), rows[0].experiment)
@@ -271,7 +296,9 @@ tr.ref td { background: #f6f8fa; }
 """
 
 
-def html_table(header: list[str], cells: list[list[str]], align: list[str] | None = None, separators=(), classes=None) -> str:
+def html_table(
+    header: list[str], cells: list[list[str]], align: list[str] | None = None, separators=(), classes=None
+) -> str:
     align = align or ["l"] * len(header)
     classes = classes or {}
     out = ["<table>", "<thead><tr>"]
@@ -288,7 +315,7 @@ def html_table(header: list[str], cells: list[list[str]], align: list[str] | Non
 
 def html_page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
         f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )
@@ -444,15 +471,39 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
-    p.add_argument("--plan", metavar="JSON", help="everything the report covers as one JSON object (what the workflow passes, from drs.plan.report_plan): metrics, labels, main, baseline, maps, pseudo_labels, segmenter, dataset, split; replaces the options from --metrics to --split")
-    p.add_argument("--metrics", nargs="+", default=[], metavar="EXP:STAGE=PATH", help="a metrics JSON file (STAGE: cam, refined, segmentation)")
-    p.add_argument("--label", nargs="*", default=[], metavar="EXP=TEXT", help="an experiment's method name in the tables (e.g. drs=DRS)")
-    p.add_argument("--main", help="the experiment the headline is about (default: the first weakly supervised one given)")
+    p.add_argument(
+        "--plan",
+        metavar="JSON",
+        help="everything the report covers as one JSON object (what the workflow passes, from drs.plan.report_plan): metrics, labels, main, baseline, maps, pseudo_labels, segmenter, dataset, split; replaces the options from --metrics to --split",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=[],
+        metavar="EXP:STAGE=PATH",
+        help="a metrics JSON file (STAGE: cam, refined, segmentation)",
+    )
+    p.add_argument(
+        "--label",
+        nargs="*",
+        default=[],
+        metavar="EXP=TEXT",
+        help="an experiment's method name in the tables (e.g. drs=DRS)",
+    )
+    p.add_argument(
+        "--main", help="the experiment the headline is about (default: the first weakly supervised one given)"
+    )
     p.add_argument("--baseline", help="the CAM baseline experiment the headline compares with")
-    p.add_argument("--strip-maps", nargs="*", default=[], metavar="TITLE=STORE", help="a map store drawn as a column of the strips")
+    p.add_argument(
+        "--strip-maps", nargs="*", default=[], metavar="TITLE=STORE", help="a map store drawn as a column of the strips"
+    )
     p.add_argument("--pseudo-labels", metavar="DIR", help="pseudo-label folder drawn as a column of the strips")
-    p.add_argument("--segmenter", metavar="CKPT", help="DeepLabV3+ checkpoint whose predictions are a column of the strips")
-    p.add_argument("--dataset", metavar="ROOT", help="dataset folder of the strip images (strips are drawn only with it)")
+    p.add_argument(
+        "--segmenter", metavar="CKPT", help="DeepLabV3+ checkpoint whose predictions are a column of the strips"
+    )
+    p.add_argument(
+        "--dataset", metavar="ROOT", help="dataset folder of the strip images (strips are drawn only with it)"
+    )
     p.add_argument("--split", help="split of the strip images (default: train)")
     p.add_argument("--num-strip-images", type=int, default=6, help="images in the strips (default: 6)")
     p.add_argument("--strip-ids", nargs="*", default=[], help="draw these image ids instead of the automatic choice")
@@ -460,7 +511,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out-dir", help="folder for the report files")
     p.add_argument("--summary", help="markdown summary to write")
     p.add_argument("--title", default="DRS results", help="title of the summary and the tables")
-    p.add_argument("--headline", metavar="SUMMARY", help="only print the headline of a summary written before, and exit")
+    p.add_argument(
+        "--headline", metavar="SUMMARY", help="only print the headline of a summary written before, and exit"
+    )
     p.set_defaults(func=_run)
 
 
@@ -479,7 +532,9 @@ def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
     for key, path in _pairs(values, "--metrics"):
         experiment, found, stage = key.partition(":")
         if not found or not experiment or stage not in STAGES:
-            raise UserError(f"--metrics: expected EXP:STAGE=PATH with STAGE one of {', '.join(STAGES)}, got {key}={path}")
+            raise UserError(
+                f"--metrics: expected EXP:STAGE=PATH with STAGE one of {', '.join(STAGES)}, got {key}={path}"
+            )
         if (experiment, stage) in out:
             raise UserError(f"--metrics: {experiment}:{stage} given twice")
         out[(experiment, stage)] = path
@@ -616,14 +671,34 @@ def _run(args) -> int:
     if not args.out_dir:
         raise UserError("--out-dir is required (or --headline SUMMARY to print a summary's headline)")
     if args.plan:
-        values = (args.metrics, args.label, args.main, args.baseline, args.strip_maps, args.pseudo_labels, args.segmenter, args.dataset, args.split)
+        values = (
+            args.metrics,
+            args.label,
+            args.main,
+            args.baseline,
+            args.strip_maps,
+            args.pseudo_labels,
+            args.segmenter,
+            args.dataset,
+            args.split,
+        )
         given = [option for option, value in zip(PLAN_KEYS.values(), values) if value]
         if given:
             raise UserError(f"--plan replaces {', '.join(given)}: give one or the other")
         plan = parse_plan(args.plan)
     else:
         plan = _options_plan(args)
-    strips = make_strips(plan["dataset"], plan["split"], plan["maps"], plan["pseudo_labels"], plan["segmenter"], args.strip_ids, args.num_strip_images, args.panel_size, plan["metrics"].values())
+    strips = make_strips(
+        plan["dataset"],
+        plan["split"],
+        plan["maps"],
+        plan["pseudo_labels"],
+        plan["segmenter"],
+        args.strip_ids,
+        args.num_strip_images,
+        args.panel_size,
+        plan["metrics"].values(),
+    )
     written = write_report(
         plan["metrics"],
         args.out_dir,

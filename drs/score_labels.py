@@ -81,7 +81,9 @@ def _run(args) -> int:
 
     if args.out:
         check_outside_dataset(args.out, args.dataset)
-    result = protocol.apply(score_labels(args.labels, args.dataset, args.split), rule_settings(args), args.dataset, args.store)
+    result = protocol.apply(
+        score_labels(args.labels, args.dataset, args.split), rule_settings(args), args.dataset, args.store
+    )
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(

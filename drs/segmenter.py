@@ -51,7 +51,9 @@ class SegmenterSettings(TrainSettings):
     def check(self) -> None:
         low, high = self.scale_range
         if not 0 < low <= high:
-            raise UserError(f"config key '{self.section}.scale_range': {self.scale_range} must be [min, max] with 0 < min <= max")
+            raise UserError(
+                f"config key '{self.section}.scale_range': {self.scale_range} must be [min, max] with 0 < min <= max"
+            )
         if self.iterations is not None and self.iterations < 1:
             raise UserError(f"config key '{self.section}.iterations': {self.iterations} must be at least 1")
         if self.val_every is not None and self.val_every < 1:
@@ -119,10 +121,20 @@ def train_segmenter(
         val = VOCDataset(dataset, settings.val_split)
         best = lambda model, record: _BestOnVal(model, record, out_dir, settings, val)  # noqa: E731
     return train(
-        "segmenter", f"segmenter[{supervision}]", settings, out_dir, data,
-        lambda: build_segmenter(len(voc.class_names), settings), optimizer, step_loss, record,
-        schedule=poly_schedule, after_step=best, stop_after_steps=stop_after_steps, nproc_invariant=nproc_invariant,
-    )  # fmt: skip
+        "segmenter",
+        f"segmenter[{supervision}]",
+        settings,
+        out_dir,
+        data,
+        lambda: build_segmenter(len(voc.class_names), settings),
+        optimizer,
+        step_loss,
+        record,
+        schedule=poly_schedule,
+        after_step=best,
+        stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
+    )
 
 
 def poly_schedule(settings: SegmenterSettings, steps_per_epoch: int):
@@ -170,7 +182,13 @@ class _BestOnVal:
         log.info("step %d: mIoU %.4f on %s (best so far %.4f)", step, miou, s.val_split, max(self.best, miou))
         if miou > self.best:
             self.best = miou
-            chosen = {"split": s.val_split, "step": step, "every": s.val_every, "miou": miou, "protocol": s.val_protocol}
+            chosen = {
+                "split": s.val_split,
+                "step": step,
+                "every": s.val_every,
+                "miou": miou,
+                "protocol": s.val_protocol,
+            }
             atomic_save({"state_dict": self.model.state_dict(), **self.record, "selected_on_val": chosen}, self.path)
 
 

@@ -239,9 +239,11 @@ class PseudoLabelSettings(Section):
 def add_settings_argument(parser, cls) -> None:
     """``--settings JSON``: the config's section of ``cls`` (keys left out: the schema's defaults)."""
     parser.add_argument(
-        "--settings", default="{}", metavar="JSON",
+        "--settings",
+        default="{}",
+        metavar="JSON",
         help=f"the config's `{cls.section}:` section as a JSON object (keys left out take the schema's defaults)",
-    )  # fmt: skip
+    )
 
 
 def settings_from_args(cls, args):

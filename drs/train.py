@@ -151,7 +151,9 @@ def _check_state_dict(path, model: nn.Module, state: dict) -> None:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
-        raise StateDictMismatch(f"{path}: state dict is missing {len(missing)} key(s) of the network, first {missing[0]!r}")
+        raise StateDictMismatch(
+            f"{path}: state dict is missing {len(missing)} key(s) of the network, first {missing[0]!r}"
+        )
     if unexpected:
         raise StateDictMismatch(f"{path}: state dict has {len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
     for key, value in expected.items():
@@ -368,10 +370,25 @@ def fit(
         )
     try:
         _epochs(
-            model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch,
-            lr_at_epoch=lr_at_epoch, lr_at_step=lr_at_step, after_step=after_step, name=name, device=device, extra_state=extra_state,
-            stop_after_steps=stop_after_steps, use_amp=use_amp,
-        )  # fmt: skip
+            model,
+            forward,
+            optimizer,
+            scaler,
+            loader,
+            generator,
+            step_loss,
+            settings,
+            last,
+            start_epoch,
+            lr_at_epoch=lr_at_epoch,
+            lr_at_step=lr_at_step,
+            after_step=after_step,
+            name=name,
+            device=device,
+            extra_state=extra_state,
+            stop_after_steps=stop_after_steps,
+            use_amp=use_amp,
+        )
     finally:
         if restore_batchnorm is not None:
             restore_batchnorm()  # the caller gets its own batch-norm layers back, trained
@@ -379,15 +396,34 @@ def fit(
 
 
 def _epochs(
-    model, forward, optimizer, scaler, loader, generator, step_loss, settings, last, start_epoch, *,
-    lr_at_epoch, lr_at_step, after_step, name, device, extra_state, stop_after_steps, use_amp,
-) -> None:  # fmt: skip
+    model,
+    forward,
+    optimizer,
+    scaler,
+    loader,
+    generator,
+    step_loss,
+    settings,
+    last,
+    start_epoch,
+    *,
+    lr_at_epoch,
+    lr_at_step,
+    after_step,
+    name,
+    device,
+    extra_state,
+    stop_after_steps,
+    use_amp,
+) -> None:
     """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None)."""
     from drs import distributed as ddp
 
     world, rank = ddp.world_size(), ddp.rank()
     steps = len(loader)
-    progress = StepProgress(log, name, steps * max(0, settings.epochs - start_epoch), settings.log_every, sys.stderr.isatty() and _is_main())
+    progress = StepProgress(
+        log, name, steps * max(0, settings.epochs - start_epoch), settings.log_every, sys.stderr.isatty() and _is_main()
+    )
     total_steps = 0
     for epoch in range(start_epoch, settings.epochs):
         seed = settings.seed * 100_003 + epoch
@@ -541,8 +577,17 @@ def train(
     record = {"kind": kind, "model_config": net.config, "settings": asdict(settings), **record}
     log.info("%s: %d images, %d epochs (%d steps each)", name, len(data), loop.epochs, len(loader))
     fit(
-        net, opt, loader, step_loss, loop, out_dir,
-        after_step=after_step(net, record) if after_step else None, name=name, extra_state={"record": record},
-        stop_after_steps=stop_after_steps, nproc_invariant=nproc_invariant, **rates,
-    )  # fmt: skip
+        net,
+        opt,
+        loader,
+        step_loss,
+        loop,
+        out_dir,
+        after_step=after_step(net, record) if after_step else None,
+        name=name,
+        extra_state={"record": record},
+        stop_after_steps=stop_after_steps,
+        nproc_invariant=nproc_invariant,
+        **rates,
+    )
     return save_model(net, record, Path(out_dir))

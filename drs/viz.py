@@ -277,7 +277,9 @@ def legend(class_names: Sequence[str], width: int, size: int = 14) -> np.ndarray
     entries.append((tuple(int(v) for v in palette[IGNORE]), "ignored (255)"))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     swatch, pad = size, 8
-    items = [(colour, name, swatch + 4 + int(measure.textlength(name, font=face)) + 2 * pad) for colour, name in entries]
+    items = [
+        (colour, name, swatch + 4 + int(measure.textlength(name, font=face)) + 2 * pad) for colour, name in entries
+    ]
     lines, line, used = [], [], 0
     for item in items:
         if line and used + item[2] > width:
@@ -319,7 +321,9 @@ def coverage_text(coverage: Mapping[str, float | None]) -> list[str]:
     return [f"{label} {coverage[key]:.2f}" for key, label in COVERAGE_LINES if coverage.get(key) is not None]
 
 
-def coverage_footer(columns: Sequence[str], coverage: Mapping[str, Mapping[str, float | None]], box: int, size: int = 14) -> np.ndarray:
+def coverage_footer(
+    columns: Sequence[str], coverage: Mapping[str, Mapping[str, float | None]], box: int, size: int = 14
+) -> np.ndarray:
     """A row under the strips: each map column's coverage at alpha, centred under the column."""
     from PIL import Image, ImageDraw
 
@@ -364,7 +368,9 @@ def strip_figure(dataset, ids: Sequence[str], sources: StripSources, box: int = 
 
 
 # -- chart ---------------------------------------------------------------------------------------
-def per_class_chart(series: Sequence[tuple[str, Mapping[str, float | None]]], class_names: Sequence[str], title: str = "") -> bytes:
+def per_class_chart(
+    series: Sequence[tuple[str, Mapping[str, float | None]]], class_names: Sequence[str], title: str = ""
+) -> bytes:
     """Grouped bars as PNG bytes: one group per class (then mIoU), one bar per series.
 
     ``series``: (name, {class name or "mIoU": IoU in [0, 1] or None}); a None is no bar.
@@ -390,7 +396,15 @@ def per_class_chart(series: Sequence[tuple[str, Mapping[str, float | None]]], cl
     for k, (name, values) in enumerate(series):
         heights = [values.get(g) for g in groups]
         heights = [np.nan if v is None else 100.0 * float(v) for v in heights]
-        axes.bar(x - 0.4 + bar * (k + 0.5), heights, bar, label=name, color=palette[k % len(palette)], edgecolor="white", linewidth=0.4)
+        axes.bar(
+            x - 0.4 + bar * (k + 0.5),
+            heights,
+            bar,
+            label=name,
+            color=palette[k % len(palette)],
+            edgecolor="white",
+            linewidth=0.4,
+        )
     axes.set_xticks(x, groups, rotation=30 if len(groups) > 8 else 0, ha="right" if len(groups) > 8 else "center")
     axes.axvline(len(groups) - 1.5, color="0.6", linewidth=0.8, linestyle=":")
     axes.set_ylim(0, 100)
@@ -402,7 +416,13 @@ def per_class_chart(series: Sequence[tuple[str, Mapping[str, float | None]]], cl
         axes.spines[side].set_visible(False)
     if title:
         axes.set_title(title, fontsize=11)
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 if len(groups) <= 8 else -0.22), ncol=columns, frameon=False, fontsize=9)
+    axes.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14 if len(groups) <= 8 else -0.22),
+        ncol=columns,
+        frameon=False,
+        fontsize=9,
+    )
     figure.tight_layout()
     buffer = io.BytesIO()
     # "tight" takes the legend below the axes in

@@ -109,9 +109,7 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int, 
     if workers <= 1 or len(jobs) <= 1:
         return [fn(job) for job in jobs]
     with sigterm_raises():
-        pool = ProcessPoolExecutor(
-            workers, mp_context=_context(), initializer=die_with_parent, initargs=(os.getpid(),)
-        )
+        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=die_with_parent, initargs=(os.getpid(),))
         try:
             results = list(pool.map(fn, jobs, chunksize=chunksize))
         except BaseException:

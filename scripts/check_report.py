@@ -124,7 +124,14 @@ def screenshot_stats(path: Path) -> tuple[int, float]:
 
 
 def check(
-    report: Path, out: Path, browser: str, expect: list[str], width: int, height: int, budget_ms: int, every: bool = False
+    report: Path,
+    out: Path,
+    browser: str,
+    expect: list[str],
+    width: int,
+    height: int,
+    budget_ms: int,
+    every: bool = False,
 ) -> list[str]:
     """Every problem found (empty: all good); screenshots go to ``out``."""
     page = report.read_text(errors="replace")
@@ -134,7 +141,11 @@ def check(
     if not categories:
         problems.append(f"{report}: no categories of results found in the page (no output marked with report()?)")
     out.mkdir(parents=True, exist_ok=True)
-    shown = sorted(results) if every else [paths[0] for _, subcategories in sorted(categories.items()) for paths in list(subcategories.values())[:1]]
+    shown = (
+        sorted(results)
+        if every
+        else [paths[0] for _, subcategories in sorted(categories.items()) for paths in list(subcategories.values())[:1]]
+    )
     views = [("landing", None)] + [(Path(key).stem, key) for key in shown if key in results]
     with tempfile.TemporaryDirectory(prefix="drs-report-check-") as tmp:
         for name, key in views:
@@ -147,7 +158,9 @@ def check(
             size = f"--window-size={width},{height}"
             dom = run_browser(browser, url, ["--dump-dom", f"--screenshot={shot}", size], budget_ms, timeout=180)
             if dom.returncode != 0 or not dom.stdout.strip():
-                problems.append(f"{name}: chromium --dump-dom failed (exit {dom.returncode}): {dom.stderr.strip()[-500:]}")
+                problems.append(
+                    f"{name}: chromium --dump-dom failed (exit {dom.returncode}): {dom.stderr.strip()[-500:]}"
+                )
                 continue
             text = visible_text(dom.stdout)
             drawn = drawn_dom(dom.stdout)

@@ -28,8 +28,12 @@ def memory_growth_mb(probe: str, args: list[str], first: int, last: int, unit: s
     the figures). Returns the growth in MB per ``unit`` between them and a sentence saying it."""
     run = subprocess.run(
         [sys.executable, "-c", probe, *args],
-        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     rss = {int(k): v for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
     growth = (rss[last] - rss[first]) / (last - first)
@@ -74,4 +78,3 @@ def tiny_dataset(synth_dataset) -> Path:
     from drs.data.synth_spec import SynthSpec
 
     return synth_dataset(SynthSpec(**TINY_SPEC))
-

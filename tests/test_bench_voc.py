@@ -48,8 +48,27 @@ def test_cached_network_has_the_classifier_output_shape():
 def test_bench_commands_run_on_their_own_set(tiny_set, tmp_path, capsys):
     cache = ["--cache", str(tiny_set.parent), "--set-images", "6", "--image-size", "64x48"]
     out = tmp_path / "pipe.json"
-    assert main(["bench", "maps", "--pipeline-only", "--scales", "32", "48", "--flip", "--repeats", "1",
-                 "--batch-size", "4", "--out", str(out), *cache]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bench",
+                "maps",
+                "--pipeline-only",
+                "--scales",
+                "32",
+                "48",
+                "--flip",
+                "--repeats",
+                "1",
+                "--batch-size",
+                "4",
+                "--out",
+                str(out),
+                *cache,
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["images"] == 6 and len(r["speedup_per_round"]) == 1 and r["machine"]["nproc"] >= 1
     assert r["cpu_ms_per_image"]["1"]["main_thread_ms"] > 0
@@ -57,8 +76,24 @@ def test_bench_commands_run_on_their_own_set(tiny_set, tmp_path, capsys):
     assert main(["bench", "labels", "--repeats", "1", "--out", str(tmp_path / "labels.json"), *cache]) == 0
     r = json.loads((tmp_path / "labels.json").read_text())
     assert r["images"] == 6 and r["score_labels_images_per_s"] > 0
-    assert main(["bench", "loaders", "--images", "6", "--repeats", "1", "--memory", "8",
-                 "--out", str(tmp_path / "loaders.json"), *cache]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bench",
+                "loaders",
+                "--images",
+                "6",
+                "--repeats",
+                "1",
+                "--memory",
+                "8",
+                "--out",
+                str(tmp_path / "loaders.json"),
+                *cache,
+            ]
+        )
+        == 0
+    )
     r = json.loads((tmp_path / "loaders.json").read_text())
     assert len(r["loaders"]) == 3 and all(len(rates) >= 2 for rates in r["loaders"].values())
     assert r["memory"]["8"]["train_refiner_peak_rss_mb"] > 50 and r["memory"]["8"]["train_refiner_seconds"] > 0

@@ -42,7 +42,9 @@ def test_a_second_workflow_takes_the_dataset_from_the_cache(tmp_path):
     # the folder holds a link to each entry of the cached one (and Snakemake's timestamp file)
     listed = [p for p in (second / "synthetic").iterdir() if p.name != ".snakemake_timestamp"]
     assert len(listed) >= 5 and all(p.is_symlink() and p.resolve().parent == entry.resolve() for p in listed)
-    assert (second / "dataset_check.json").read_text() == (tmp_path / "first/results/data/dataset_check.json").read_text()
+    assert (second / "dataset_check.json").read_text() == (
+        tmp_path / "first/results/data/dataset_check.json"
+    ).read_text()
 
     # a different generator setting is another cache entry, made anew
     config = yaml.safe_load(TINY_CONFIG.read_text())

@@ -73,7 +73,9 @@ def write_split(root: Path, split: str, ids) -> None:
     path.write_text("".join(f"{i}\n" for i in ids))
 
 
-def add_sample(root: Path, image_id: str, size: tuple[int, int], *, mask: bool = True, saliency: bool = True, seed: int = 0) -> None:
+def add_sample(
+    root: Path, image_id: str, size: tuple[int, int], *, mask: bool = True, saliency: bool = True, seed: int = 0
+) -> None:
     write_jpeg(image_path(root, image_id), *size, seed=seed)
     if mask:
         write_mask(mask_path(root, image_id), make_mask(*size, cls=1 + seed % 20))

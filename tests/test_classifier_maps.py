@@ -17,9 +17,18 @@ from drs.extract import extract_maps
 from drs.maps import MapStore
 
 SETTINGS = dict(
-    width=0.125, batch_norm=True, stages=3, pretrained="none", epochs=2, batch_size=4, lr=0.01,
-    lr_decay_epochs=[2], input_size=48, crop_size=40, log_every=1,
-)  # fmt: skip
+    width=0.125,
+    batch_norm=True,
+    stages=3,
+    pretrained="none",
+    epochs=2,
+    batch_size=4,
+    lr=0.01,
+    lr_decay_epochs=[2],
+    input_size=48,
+    crop_size=40,
+    log_every=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +46,9 @@ def test_train_extract_inspect_eval(dataset, trained, tmp_path, capsys):
     model, record = load_classifier(trained)
     assert record["drs"] == "learnable" and record["class_names"][0] == "background"
     assert len(model.drs_modules()) > 0
-    store_path = extract_maps(trained, dataset, "train", tmp_path / "train.h5", scales=[40, 48], flip=True, batch_size=3)
+    store_path = extract_maps(
+        trained, dataset, "train", tmp_path / "train.h5", scales=[40, 48], flip=True, batch_size=3
+    )
     with MapStore(store_path) as store:
         assert len(store) == 8 and store.stage == "cam" and store.scales == [40, 48]
         attrs = store.attrs
@@ -45,7 +56,11 @@ def test_train_extract_inspect_eval(dataset, trained, tmp_path, capsys):
         assert attrs["config"]["training"]["settings"]["width"] == 0.125
         assert "state_dict" not in attrs["config"]["training"]
         for record in store:
-            mask = np.array(__import__("PIL.Image", fromlist=["Image"]).open(dataset / "SegmentationClass" / f"{record.image_id}.png"))
+            mask = np.array(
+                __import__("PIL.Image", fromlist=["Image"]).open(
+                    dataset / "SegmentationClass" / f"{record.image_id}.png"
+                )
+            )
             present = sorted(set(np.unique(mask).tolist()) - {0, 255})
             assert record.classes.tolist() == present  # only ground-truth classes are kept
             assert record.maps.shape == (len(present), 48, 48)
@@ -148,7 +163,11 @@ def test_checkpoint_and_settings_errors(tmp_path, dataset):
 
 
 def test_extract_refuses_other_classes(trained, tmp_path):
-    other = generate(tmp_path / "other", SynthSpec(num_train=2, num_val=1, image_size=48, num_classes=2, object_size=(20, 32)), workers=1)
+    other = generate(
+        tmp_path / "other",
+        SynthSpec(num_train=2, num_val=1, image_size=48, num_classes=2, object_size=(20, 32)),
+        workers=1,
+    )
     with pytest.raises(UserError, match="trained on classes"):
         extract_maps(trained, other, "train", tmp_path / "x.h5", scales=[48])
     assert not (tmp_path / "x.h5").exists()

@@ -31,13 +31,17 @@ def test_installed_entry_point():
 
 
 def test_user_error_exits_2_without_traceback(tmp_path):
-    result = subprocess.run([str(BIN / "drs"), "check-dataset", str(tmp_path / "absent")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(BIN / "drs"), "check-dataset", str(tmp_path / "absent")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "absent: dataset folder not found" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["train-classifier", "train-refiner", "train-segmenter"])
-@pytest.mark.parametrize(("text", "message"), [("{epochs: 1}", "not valid JSON"), ("[1]", "expected a JSON object, got list")])
+@pytest.mark.parametrize(
+    ("text", "message"), [("{epochs: 1}", "not valid JSON"), ("[1]", "expected a JSON object, got list")]
+)
 def test_training_settings_must_be_a_json_object(command, text, message, tmp_path, capsys):
     from drs.cli import main
 

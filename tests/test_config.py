@@ -70,7 +70,10 @@ def test_missing_required_key():
 
 
 def test_unknown_main_experiment():
-    with pytest.raises(UserError, match=r"config key 'main_experiment': 'nope' is not an experiment; expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]"):
+    with pytest.raises(
+        UserError,
+        match=r"config key 'main_experiment': 'nope' is not an experiment; expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]",
+    ):
         check_config(with_changes(main_experiment="nope"))
 
 
@@ -107,7 +110,10 @@ def test_synthetic_cross_key_rules():
     [
         ({"bogus_key": 1}, "config key 'bogus_key': unknown key"),
         ({"synthetic": {"num_train": "abc"}}, "config key 'synthetic.num_train': 'abc' is not of type 'integer'"),
-        ({"dataset": "folder", "dataset_dir": "/nonexistent/voc"}, "config key 'dataset_dir': folder '/nonexistent/voc' not found"),
+        (
+            {"dataset": "folder", "dataset_dir": "/nonexistent/voc"},
+            "config key 'dataset_dir': folder '/nonexistent/voc' not found",
+        ),
         ({"main_experiment": "drsx"}, "config key 'main_experiment': 'drsx' is not an experiment"),
     ],
     ids=["unknown-key", "wrong-type", "missing-folder", "unknown-experiment"],

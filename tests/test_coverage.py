@@ -59,7 +59,15 @@ def hand_made(tmp_path):
     save_label_png(root / "SegmentationPart/img.png", PART)
     Image.fromarray(SALIENCY, mode="L").save(root / "saliency_map/img.png")
     store = tmp_path / "train.h5"
-    with MapStoreWriter(store, class_names=["background", "a", "b"], scales=[4], flip=False, stage="cam", split="train", dataset=str(root)) as w:
+    with MapStoreWriter(
+        store,
+        class_names=["background", "a", "b"],
+        scales=[4],
+        flip=False,
+        stage="cam",
+        split="train",
+        dataset=str(root),
+    ) as w:
         w.add("img", np.array([1, 2]), MAPS)
     return root, store
 

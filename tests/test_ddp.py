@@ -33,9 +33,19 @@ from drs.maps import MapStore, MapStoreWriter
 from conftest import BIN, REPO, TINY_CONFIG, snakemake
 
 SETTINGS = dict(
-    width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=2, batch_size=4,
-    lr=0.01, lr_decay_epochs=[2], input_size=48, crop_size=40, log_every=1,
-)  # fmt: skip
+    width=0.125,
+    batch_norm=True,
+    extra_batch_norm=True,
+    stages=3,
+    pretrained="none",
+    epochs=2,
+    batch_size=4,
+    lr=0.01,
+    lr_decay_epochs=[2],
+    input_size=48,
+    crop_size=40,
+    log_every=1,
+)
 # The CAM run of the equality test: one epoch at the paper's learning rate (at 10x, 1e-7 rounding
 # differences grow to 2e-5 in two steps of training from scratch).
 CAM = {**SETTINGS, "epochs": 1, "lr": 0.001}
@@ -84,7 +94,9 @@ def toy_fit(out, **options):
 # Run by torchrun (one start-up for several runs): (a) CAM; (b) DRS, two epochs, then its maps
 # (batches of 3: 6 images for rank 0, 2 for rank 1); (c) DRS, interrupted after 3 steps (mid epoch 2:
 # 8 images in batches of 4 make 2 steps an epoch).
-WORKER = TOY + """
+WORKER = (
+    TOY
+    + """
 import json, sys
 from drs import distributed
 from drs.classifier import ClassifierSettings, train_classifier
@@ -101,6 +113,7 @@ except KeyboardInterrupt:
 toy_fit(out + "/toy")
 distributed.cleanup()
 """
+)
 
 
 def torchrun(*args: str, cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -149,16 +162,28 @@ def ddp_runs(dataset, tmp_path_factory):
     assert torch.load(out / "resumed" / "last.pt", weights_only=True)["epoch"] == 1
     assert not (out / "resumed" / "model.pt").exists()
     resume = torchrun(
-        "-m", "drs", "train-classifier", "--dataset", str(dataset), "--out", str(out / "resumed"),
-        "--drs", "learnable", "--settings", json.dumps(SETTINGS), cwd=out,
-    )  # fmt: skip
+        "-m",
+        "drs",
+        "train-classifier",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out / "resumed"),
+        "--drs",
+        "learnable",
+        "--settings",
+        json.dumps(SETTINGS),
+        cwd=out,
+    )
     return out, resume.stdout + resume.stderr
 
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_after_an_epoch(dataset, ddp_runs, tmp_path):
     out, _ = ddp_runs
-    single = train_classifier(dataset, "train", tmp_path / "single", ClassifierSettings.from_dict(CAM), "none", nproc_invariant=True)
+    single = train_classifier(
+        dataset, "train", tmp_path / "single", ClassifierSettings.from_dict(CAM), "none", nproc_invariant=True
+    )
     a, b = state(single), state(out / "cam" / "model.pt")
     diff = max_abs_diff(a, b)
     print(f"max abs diff, 2 processes vs 1 after one epoch: {diff:.2e}")
@@ -252,7 +277,9 @@ def test_sync_batchnorm_conversion_shares_parameters_and_is_undone():
 
 
 def test_store_parts_merge_in_order(tmp_path):
-    options = dict(class_names=["background", "a", "b"], scales=[8], flip=False, stage="cam", split="train", dataset="d")
+    options = dict(
+        class_names=["background", "a", "b"], scales=[8], flip=False, stage="cam", split="train", dataset="d"
+    )
     maps = {f"i{n}": np.full((1, 4, 5), n, dtype=np.uint8) for n in range(5)}
     for part, ids in (("p0.h5", ["i0", "i1", "i2"]), ("p1.h5", ["i3", "i4"])):
         with MapStoreWriter(tmp_path / part, **options) as writer:

@@ -16,7 +16,13 @@ from drs.models.deeplab import DeepLabV3Plus, _dilate, deeplabv3plus
 
 @pytest.mark.parametrize(
     ("backbone", "stride", "width"),
-    [("resnet18", 16, 0.25), ("resnet18", 8, 0.125), ("resnet50", 16, 0.125), ("resnet50", 8, 0.125), ("resnet101", 16, 0.0625)],
+    [
+        ("resnet18", 16, 0.25),
+        ("resnet18", 8, 0.125),
+        ("resnet50", 16, 0.125),
+        ("resnet50", 8, 0.125),
+        ("resnet101", 16, 0.0625),
+    ],
 )
 def test_output_size_and_stride(backbone, stride, width):
     torch.manual_seed(0)
@@ -106,7 +112,11 @@ def test_head_is_the_references(stride, rates):
     model = deeplabv3plus(21, "resnet50", stride)
     head = model.classifier
     assert [type(m) for m in head.classifier] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d]
-    assert (head.classifier[0].in_channels, head.classifier[0].out_channels, head.classifier[0].kernel_size) == (304, 256, (3, 3))
+    assert (head.classifier[0].in_channels, head.classifier[0].out_channels, head.classifier[0].kernel_size) == (
+        304,
+        256,
+        (3, 3),
+    )
     assert head.classifier[3].kernel_size == (1, 1) and head.classifier[3].bias is not None
     assert head.project[0].out_channels == 48
     assert [head.aspp.convs[i][0].dilation[0] for i in (1, 2, 3)] == list(rates)

@@ -341,7 +341,7 @@ def test_unsafe_archive_refused(server, tmp_path, case):
 
 def test_zip_symlink_refused(tmp_path):
     info = zipfile.ZipInfo("saliency_map/a.png")
-    info.external_attr = (0o120777 << 16)
+    info.external_attr = 0o120777 << 16
     archive = tmp_path / "links.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(info, "/etc/passwd")

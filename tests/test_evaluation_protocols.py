@@ -22,7 +22,9 @@ from drs.settings import EvaluationSettings
 
 from conftest import TINY_SPEC
 
-TINY = dict(backbone="resnet18", width=0.125, pretrained="none", epochs=1, batch_size=4, crop_size=40, scale_range=[0.75, 1.25])
+TINY = dict(
+    backbone="resnet18", width=0.125, pretrained="none", epochs=1, batch_size=4, crop_size=40, scale_range=[0.75, 1.25]
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +109,27 @@ def test_crf_sharpens_a_blurred_prediction():
 
 def test_evaluate_with_crf_records_both(model, data, tmp_path):
     out = tmp_path / "seg.json"
-    assert main(["evaluate", "--model", str(model), "--dataset", str(data), "--split", "val", "--predictions",
-                 str(tmp_path / "pred"), "--out", str(out), "--crf", "--crf-workers", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--dataset",
+                str(data),
+                "--split",
+                "val",
+                "--predictions",
+                str(tmp_path / "pred"),
+                "--out",
+                str(out),
+                "--crf",
+                "--crf-workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert 0 <= result["miou"] <= 1 and 0 <= result["crf"]["miou"] <= 1
     assert result["crf"]["num_images"] == 3 and set(result["crf"]["per_class_iou"]) == set(result["per_class_iou"])
@@ -137,8 +158,26 @@ def test_submission_on_a_split_without_masks(model, data, tmp_path):
     root, ids = _withheld(data, tmp_path)
     archive = tmp_path / "sub" / "voc2012_test.tar.gz"
     out = tmp_path / "test.json"
-    assert main(["evaluate", "--model", str(model), "--dataset", str(root), "--split", "test", "--predictions",
-                 str(tmp_path / "pred"), "--out", str(out), "--submission", str(archive)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--dataset",
+                str(root),
+                "--split",
+                "test",
+                "--predictions",
+                str(tmp_path / "pred"),
+                "--out",
+                str(out),
+                "--submission",
+                str(archive),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert "miou" not in result and result["num_images"] == len(ids) and result["submission"] == str(archive)
     layout = tmp_path / "sub" / "voc2012_test" / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"

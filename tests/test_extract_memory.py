@@ -51,7 +51,9 @@ def test_extraction_memory_is_flat_in_the_number_of_images(tmp_path):
     spec = SynthSpec(num_train=8, num_val=1, image_size=256, num_classes=3, clutter=2)
     data = generate(tmp_path / "synthetic", spec, workers=1)
     settings = dict(width=0.125, stages=3, pretrained="none", epochs=1, batch_size=4, input_size=32, crop_size=32)
-    checkpoint = train_classifier(data, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable")
+    checkpoint = train_classifier(
+        data, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable"
+    )
     # LAST images: hard links of the 8 training images (and masks) under new ids
     base = (data / SPLIT_DIR / "train.txt").read_text().split()
     masks = next(d for d in ("SegmentationClassAug", "SegmentationClass") if (data / d).is_dir())
@@ -62,5 +64,7 @@ def test_extraction_memory_is_flat_in_the_number_of_images(tmp_path):
         os.link(data / masks / f"{source}.png", data / masks / f"{image_id}.png")
     (data / SPLIT_DIR / "many.txt").write_text("\n".join(ids) + "\n")
 
-    growth, said = memory_growth_mb(PROBE, [str(checkpoint), str(data), str(tmp_path / "maps.h5")], FIRST, LAST, "image")
+    growth, said = memory_growth_mb(
+        PROBE, [str(checkpoint), str(data), str(tmp_path / "maps.h5")], FIRST, LAST, "image"
+    )
     assert growth < MAX_GROWTH_PER_IMAGE_MB, said

@@ -20,9 +20,16 @@ from drs.extract import combine, extract_maps
 from drs.maps import MapStore, MapStoreWriter
 
 SETTINGS = dict(
-    width=0.125, batch_norm=True, stages=3, pretrained="none", epochs=1, batch_size=4, lr=0.01,
-    input_size=48, crop_size=40,
-)  # fmt: skip
+    width=0.125,
+    batch_norm=True,
+    stages=3,
+    pretrained="none",
+    epochs=1,
+    batch_size=4,
+    lr=0.01,
+    input_size=48,
+    crop_size=40,
+)
 SCALES, FLIP, BATCH = [40, 56], True, 3
 
 
@@ -56,7 +63,14 @@ def _content(path):
         ids = [i.decode() for i in f["ids"][()]]
         maps = {}
         for image_id, dset in f["maps"].items():
-            maps[image_id] = (dset[()], dict(dset.attrs), dset.compression, dset.compression_opts, dset.shuffle, dset.chunks)
+            maps[image_id] = (
+                dset[()],
+                dict(dset.attrs),
+                dset.compression,
+                dset.compression_opts,
+                dset.shuffle,
+                dset.chunks,
+            )
     return attrs, ids, maps
 
 
@@ -95,9 +109,13 @@ def test_workers_resize_as_the_process_does_at_its_thread_count(synth_dataset, t
     """CPU bilinear resizing gives other last bits on one thread than on several (on images large
     enough to be split between threads: the default set's 128 px): loader workers (one thread by
     PyTorch's default) must use the main process's count, or the store changes."""
-    root = synth_dataset(SynthSpec(num_train=6, num_val=1, image_size=128, num_classes=2, object_size=(40, 64), clutter=2))
+    root = synth_dataset(
+        SynthSpec(num_train=6, num_val=1, image_size=128, num_classes=2, object_size=(40, 64), clutter=2)
+    )
     settings = dict(SETTINGS, input_size=128, crop_size=112)
-    model = train_classifier(root, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable")
+    model = train_classifier(
+        root, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable"
+    )
     serial = extract_maps(model, root, "train", tmp_path / "serial.h5", [96, 160], True, 3, workers=0)
     parallel = extract_maps(model, root, "train", tmp_path / "parallel.h5", [96, 160], True, 3, workers=2)
     _assert_same(serial, parallel)
@@ -117,7 +135,9 @@ def test_maps_match_the_original_per_image_loop(dataset, checkpoint, tmp_path):
         with torch.inference_mode():
             outputs = []
             for s in SCALES:  # the original forward_scales, written out
-                batch = torch.stack([F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in tensors])
+                batch = torch.stack(
+                    [F.interpolate(t[None], size=(s, s), mode="bilinear", align_corners=False)[0] for t in tensors]
+                )
                 outputs += [model.class_maps(batch).float(), model.class_maps(batch.flip(-1)).float().flip(-1)]
             raws = [[out[i] for out in outputs] for i in range(len(chunk))]
             for image_id, image, raw in zip(chunk, images, raws):
@@ -133,7 +153,9 @@ def test_maps_match_the_original_per_image_loop(dataset, checkpoint, tmp_path):
 def test_direct_chunk_writes_store_what_the_filter_pipeline_stores(tmp_path):
     """Chunk by chunk the same compressed bytes, and a file h5py reads through its filters."""
     rng = np.random.default_rng(0)
-    options = dict(class_names=["background", "a", "b", "c"], scales=[32], flip=False, stage="cam", split="train", dataset="d")
+    options = dict(
+        class_names=["background", "a", "b", "c"], scales=[32], flip=False, stage="cam", split="train", dataset="d"
+    )
     images = []
     for n in range(12):
         classes = rng.choice([1, 2, 3], size=n % 4, replace=False)
@@ -180,7 +202,11 @@ def test_images_are_resized_on_the_device_not_before(monkeypatch):
         return [torch.zeros(3, s, s, device=tensor.device) for s in scales]
 
     monkeypatch.setattr(extract, "resize_to_scales", recording_resize)
-    monkeypatch.setattr(extract, "forward_resized", lambda model, batches, flip, device: [b.device.type for b in batches])
-    out = extract.forward_scales(None, [torch.zeros(3, 20, 30), torch.zeros(3, 25, 18)], [16, 24], True, torch.device("meta"))
+    monkeypatch.setattr(
+        extract, "forward_resized", lambda model, batches, flip, device: [b.device.type for b in batches]
+    )
+    out = extract.forward_scales(
+        None, [torch.zeros(3, 20, 30), torch.zeros(3, 25, 18)], [16, 24], True, torch.device("meta")
+    )
     assert seen == ["meta", "meta"]
     assert out == ["meta", "meta"]

@@ -63,7 +63,9 @@ def test_frozen_batch_norm_keeps_and_uses_running_statistics_in_training(tmp_pat
     values = {**NET, "pretrained": str(path)}
     x = torch.randn(4, 3, 32, 32)
     for freeze in (True, False):
-        model = build_classifier(3, ClassifierSettings.from_dict({**values, "freeze_batch_norm": freeze}), "learnable", None)
+        model = build_classifier(
+            3, ClassifierSettings.from_dict({**values, "freeze_batch_norm": freeze}), "learnable", None
+        )
         bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         before = [m.running_mean.clone() for m in bns]
         model.train()

@@ -36,7 +36,9 @@ def reference_state(num_classes: int, learnable: bool, width: float = 0.125, see
     g = torch.Generator().manual_seed(seed)
 
     def conv(cin, cout, k=3):
-        return torch.randn(cout, cin, k, k, generator=g) * (2.0 / (k * k * cin)) ** 0.5, torch.randn(cout, generator=g) * 0.1
+        return torch.randn(cout, cin, k, k, generator=g) * (2.0 / (k * k * cin)) ** 0.5, torch.randn(
+            cout, generator=g
+        ) * 0.1
 
     state: dict[str, torch.Tensor] = {}
     index = 0  # position in the reference's `features` list: conv, relu (+ a pool after stages 1-4)
@@ -135,7 +137,13 @@ def test_misfits_are_refused_naming_the_first_bad_key(tmp_path):
     with pytest.raises(UserError, match="'features.0.bias' differs from 'layer1_conv1.bias'"):
         IMPORTERS["classifier"](save_reference(src, differ), tmp_path / "a")
     with pytest.raises(UserError, match="21 classes but no class names"):
-        IMPORTERS["classifier"](save_reference(src, dict(state, **{"extra_conv4.weight": torch.zeros(21, 64, 1, 1), "extra_conv4.bias": torch.zeros(21)})), tmp_path / "a")
+        IMPORTERS["classifier"](
+            save_reference(
+                src,
+                dict(state, **{"extra_conv4.weight": torch.zeros(21, 64, 1, 1), "extra_conv4.bias": torch.zeros(21)}),
+            ),
+            tmp_path / "a",
+        )
     fixed = {k: v for k, v in state.items() if ".fc." not in k}
     with pytest.raises(UserError, match="'layer1_relu1.fc.0.weight' missing.*--drs fixed --delta D"):
         IMPORTERS["classifier"](save_reference(src, fixed), tmp_path / "a")
@@ -144,7 +152,10 @@ def test_misfits_are_refused_naming_the_first_bad_key(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     src = save_reference(tmp_path / "ref.pth", reference_state(20, learnable=False))
-    assert main(["import-weights", "classifier", str(src), str(tmp_path / "out"), "--drs", "fixed", "--delta", "0.55"]) == 0
+    assert (
+        main(["import-weights", "classifier", str(src), str(tmp_path / "out"), "--drs", "fixed", "--delta", "0.55"])
+        == 0
+    )
     model, record = load_classifier(tmp_path / "out" / "model.pt")
     assert record["drs"] == "fixed" and record["delta"] == 0.55 and model.config["drs"] == "fixed"
     assert main(["import-weights", "refiner", str(src), str(tmp_path / "r"), "--delta", "0.5"]) == 2

@@ -256,8 +256,14 @@ def test_parameter_groups_partition_with_paper_multipliers(batch_norm):
 def test_config_roundtrip():
     model = drs_vgg16(7, drs="fixed", delta=0.5, width=SMALL, batch_norm=True, stages=4)
     assert model.config == {
-        "num_classes": 7, "drs": "fixed", "delta": 0.5, "width": SMALL, "batch_norm": True, "stages": 4,
-        "extra_batch_norm": False, "norm": "batch",
+        "num_classes": 7,
+        "drs": "fixed",
+        "delta": 0.5,
+        "width": SMALL,
+        "batch_norm": True,
+        "stages": 4,
+        "extra_batch_norm": False,
+        "norm": "batch",
     }
     rebuilt = DRSClassifier.from_config(model.config)
     rebuilt.load_state_dict(model.state_dict())

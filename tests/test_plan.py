@@ -63,7 +63,13 @@ def test_no_cam_baseline():
 
 @pytest.mark.parametrize(
     "exp,label",
-    [("drs", "DRS"), ("cam", "CAM"), ("drs_fixed", "DRS (delta=0.55)"), ("full", "fully supervised"), ("given", "given labels (given)")],
+    [
+        ("drs", "DRS"),
+        ("cam", "CAM"),
+        ("drs_fixed", "DRS (delta=0.55)"),
+        ("full", "fully supervised"),
+        ("given", "given labels (given)"),
+    ],
 )
 def test_method_label(exp, label):
     assert plan.method_label(config(MANY), exp) == label
@@ -124,7 +130,9 @@ def test_all_with_given_labels_as_the_main_experiment():
 
 def test_ablation_groups_seeds_by_variant_baseline_first():
     p = plan.report_plan(config(MANY), "ablation")
-    weak = [f"{e}:{s}" for e in ("cam", "cam_s1", "drs", "drs_s1", "drs_fixed") for s in ("cam", "refined", "segmentation")]
+    weak = [
+        f"{e}:{s}" for e in ("cam", "cam_s1", "drs", "drs_s1", "drs_fixed") for s in ("cam", "refined", "segmentation")
+    ]
     assert list(p["metrics"]) == [*weak, "given:segmentation", "full:segmentation", "full_s1:segmentation"]
     assert p["metrics"]["cam_s1:refined"] == "out/cam_s1/metrics/refined.json"
     assert list(p["maps"].items()) == [

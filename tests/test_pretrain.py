@@ -26,7 +26,12 @@ def test_pretrain_backbone_writes_folded_weights_the_classifier_loads(tmp_path):
     assert main(["corpus", str(tmp_path / "c"), "--num-images", "8", "--image-size", "32"]) == 0
     settings = '{"width": 0.125, "batch_norm": true, "extra_batch_norm": true, "stages": 3, "pretrained": "none", "epochs": 1, "batch_size": 4, "input_size": 32, "crop_size": 32}'
     out = tmp_path / "backbone.pt"
-    assert main(["pretrain-backbone", "--corpus", str(tmp_path / "c"), "--out", str(out), "--settings", settings, "--extra"]) == 0
+    assert (
+        main(
+            ["pretrain-backbone", "--corpus", str(tmp_path / "c"), "--out", str(out), "--settings", settings, "--extra"]
+        )
+        == 0
+    )
     state = torch.load(out, weights_only=True)
     assert any(k.startswith("extra.") for k in state) and not any("running_mean" in k for k in state)
     model = drs_vgg16(4, width=0.125, stages=3, weights=out)

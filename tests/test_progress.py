@@ -30,9 +30,16 @@ def test_steps_in_a_log_every_nth_step_and_each_epoch_s_last(caplog, capsys):
             progress.step(epoch, 2, step, 5, loss=0.5, lr=1e-3, images=4)
     lines = [r.getMessage() for r in caplog.records]
     assert [re.search(r"epoch (\d)/2 step (\d)/5", line).groups() for line in lines] == [
-        ("1", "2"), ("1", "4"), ("1", "5"), ("2", "2"), ("2", "4"), ("2", "5"),
-    ]  # fmt: skip
-    assert re.fullmatch(r"classifier epoch 1/2 step 2/5 loss 0\.5000 lr 1\.00e-03 [\d.]+ img/s ETA \d+:\d\d:\d\d", lines[0])
+        ("1", "2"),
+        ("1", "4"),
+        ("1", "5"),
+        ("2", "2"),
+        ("2", "4"),
+        ("2", "5"),
+    ]
+    assert re.fullmatch(
+        r"classifier epoch 1/2 step 2/5 loss 0\.5000 lr 1\.00e-03 [\d.]+ img/s ETA \d+:\d\d:\d\d", lines[0]
+    )
     assert capsys.readouterr().err == ""  # nothing on the terminal
 
 
@@ -44,7 +51,12 @@ def test_steps_on_a_terminal_are_one_bar_redrawn_each_step(caplog, capsys):
     err = capsys.readouterr().err
     assert not caplog.records
     draws = err.split("\r")[1:]
-    assert [d[:26] for d in draws] == ["[######..................]", "[############............]", "[##################......]", "[########################]"]
+    assert [d[:26] for d in draws] == [
+        "[######..................]",
+        "[############............]",
+        "[##################......]",
+        "[########################]",
+    ]
     assert err.endswith("\n") and err.count("\n") == 1  # the last step ends the line
 
 

@@ -32,10 +32,16 @@ def test_reference_label_ignores_nothing():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("protocol")
-    data = generate(root / "data", SynthSpec(num_train=6, num_val=1, image_size=32, num_classes=2, object_size=(12, 20), clutter=0), workers=1)
+    data = generate(
+        root / "data",
+        SynthSpec(num_train=6, num_val=1, image_size=32, num_classes=2, object_size=(12, 20), clutter=0),
+        workers=1,
+    )
     voc = VOCDataset(data, "train")
     path = root / "train.h5"
-    with MapStoreWriter(path, class_names=list(voc.class_names), scales=[32], flip=False, stage="cam", split="train", dataset=str(data)) as w:
+    with MapStoreWriter(
+        path, class_names=list(voc.class_names), scales=[32], flip=False, stage="cam", split="train", dataset=str(data)
+    ) as w:
         for image_id in voc.ids:
             mask = voc.load_mask(image_id)
             classes = voc.labels(image_id)
@@ -50,9 +56,27 @@ def store(tmp_path_factory):
 def test_eval_maps_and_score_labels_carry_both_protocols(store, tmp_path):
     data, path = store
     out = tmp_path / "cam.json"
-    assert main(["eval-maps", str(path), "--dataset", str(data), "--out", str(out), "--reference-split", "sub", "--headline-protocol", "reference"]) == 0
+    assert (
+        main(
+            [
+                "eval-maps",
+                str(path),
+                "--dataset",
+                str(data),
+                "--out",
+                str(out),
+                "--reference-split",
+                "sub",
+                "--headline-protocol",
+                "reference",
+            ]
+        )
+        == 0
+    )
     cam = json.loads(out.read_text())
-    assert cam["protocol"]["name"] == "ours" and cam["protocol"]["split"] == "train" and cam["protocol"]["num_images"] == 6
+    assert (
+        cam["protocol"]["name"] == "ours" and cam["protocol"]["split"] == "train" and cam["protocol"]["num_images"] == 6
+    )
     assert cam["protocol"]["saliency_threshold"] == 50 and cam["ignored_fraction"] > 0
     ref = cam["reference_protocol"]
     assert ref["protocol"]["name"] == "reference" and ref["protocol"]["split"] == "sub" and ref["num_images"] == 3
@@ -61,7 +85,23 @@ def test_eval_maps_and_score_labels_carry_both_protocols(store, tmp_path):
     labels = tmp_path / "labels"
     assert main(["pseudo-labels", str(path), "--out", str(labels), "--dataset", str(data), "--workers", "1"]) == 0
     out = tmp_path / "refined.json"
-    assert main(["score-labels", str(labels), "--dataset", str(data), "--split", "train", "--out", str(out), "--store", str(path)]) == 0
+    assert (
+        main(
+            [
+                "score-labels",
+                str(labels),
+                "--dataset",
+                str(data),
+                "--split",
+                "train",
+                "--out",
+                str(out),
+                "--store",
+                str(path),
+            ]
+        )
+        == 0
+    )
     refined = json.loads(out.read_text())
     assert refined["miou"] == pytest.approx(cam["miou"])  # same labels, same rule
     assert refined["reference_protocol"]["protocol"]["split"] == "train" and refined["headline_protocol"] == "ours"

@@ -89,7 +89,9 @@ def test_writes_one_palette_png_per_image(setup, tmp_path):
 
 def test_file_equals_the_rule(setup, tmp_path):
     root, store = setup
-    out = write_pseudo_labels(store, tmp_path / "labels", settings=PseudoLabelSettings(alpha=0.3, conflict_score=0.8), workers=1)
+    out = write_pseudo_labels(
+        store, tmp_path / "labels", settings=PseudoLabelSettings(alpha=0.3, conflict_score=0.8), workers=1
+    )
     voc = VOCDataset(root, "train")
     with MapStore(store) as s:
         for image_id in s.ids[:2]:
@@ -109,7 +111,9 @@ def test_workers_give_identical_files(setup, tmp_path):
 
 def test_threshold_background_without_saliency(setup, tmp_path):
     root, store = setup
-    out = write_pseudo_labels(store, tmp_path / "labels", settings=PseudoLabelSettings(saliency="none", bg_threshold=0.35), workers=1)
+    out = write_pseudo_labels(
+        store, tmp_path / "labels", settings=PseudoLabelSettings(saliency="none", bg_threshold=0.35), workers=1
+    )
     with MapStore(store) as s:
         record = s.read(s.ids[0])
     expected = pseudo_label(record.classes, record.float(), None, 0.2, 0.35, 0.9)
@@ -150,7 +154,9 @@ def test_bad_choices_are_user_errors(setup, tmp_path):
 def test_out_dir_replaced_atomically(setup, tmp_path, monkeypatch):
     _, store = setup
     out = tmp_path / "labels"
-    write_pseudo_labels(store, out, settings=PseudoLabelSettings(saliency="none"), workers=1)  # a folder this command wrote...
+    write_pseudo_labels(
+        store, out, settings=PseudoLabelSettings(saliency="none"), workers=1
+    )  # a folder this command wrote...
     (out / "stale.png").write_bytes(b"old")
     leftover = tmp_path / ".labels.partial"
     leftover.mkdir()
@@ -256,7 +262,10 @@ def test_cli_missing_saliency(own_data, tmp_path, capsys):
 def test_bench_pseudo_labels(setup, tmp_path, capsys):
     _, store = setup
     out = tmp_path / "bench.json"
-    assert main(["bench", "pseudo-labels", "--store", str(store), "--images", "6", "--repeats", "1", "--out", str(out)]) == 0
+    assert (
+        main(["bench", "pseudo-labels", "--store", str(store), "--images", "6", "--repeats", "1", "--out", str(out)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "1 worker:" in text and "speed-up" in text
     result = json.loads(out.read_text())

@@ -97,7 +97,9 @@ def test_a_map_equal_to_alpha_is_kept_and_a_score_equal_to_the_conflict_score_is
     assert label.tolist() == [[3]]
     # background 0.5 (continuous saliency) and two cues of exactly 0.5: not "more than two above 0.5"
     sal = np.full((1, 1), 0.5, np.float32)
-    label = pseudo_label(np.array([1, 2]), np.full((2, 1, 1), 0.5), sal, alpha=0.2, conflict_score=0.5, saliency_threshold=None)
+    label = pseudo_label(
+        np.array([1, 2]), np.full((2, 1, 1), 0.5), sal, alpha=0.2, conflict_score=0.5, saliency_threshold=None
+    )
     assert label.tolist() == [[0]]
 
 

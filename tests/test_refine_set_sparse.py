@@ -28,8 +28,15 @@ def test_sparse_targets_equal_the_dense_path(tiny_dataset, tmp_path, random_crop
     rng = np.random.default_rng(0)
     store = tmp_path / "maps.h5"
     choices = [[], [3, 1], [2], [1, 2, 3], [3], [2, 1]]
-    with MapStoreWriter(store, class_names=voc.class_names, scales=[48], flip=False, stage="cam", split="train",
-                        dataset=str(tiny_dataset)) as writer:  # fmt: skip
+    with MapStoreWriter(
+        store,
+        class_names=voc.class_names,
+        scales=[48],
+        flip=False,
+        stage="cam",
+        split="train",
+        dataset=str(tiny_dataset),
+    ) as writer:
         for n, image_id in enumerate(voc.ids):
             classes = choices[n % len(choices)]
             h, w = voc.load_image(image_id).shape[:2]

@@ -25,7 +25,11 @@ def test_combine_keeps_refined_scores_above_one():
 
 
 def test_refined_store_holds_scores_above_one_and_they_beat_background(tmp_path):
-    data = generate(tmp_path / "data", SynthSpec(num_train=2, num_val=1, image_size=32, num_classes=2, object_size=(12, 20), clutter=0), workers=1)
+    data = generate(
+        tmp_path / "data",
+        SynthSpec(num_train=2, num_val=1, image_size=32, num_classes=2, object_size=(12, 20), clutter=0),
+        workers=1,
+    )
     voc = VOCDataset(data, "train")
     model = drs_vgg16(voc.num_classes, drs="none", width=0.125, stages=3)
     with torch.no_grad():  # every class map is 1.5 everywhere

@@ -14,7 +14,18 @@ from drs.maps import MapStore
 from drs.data.datasets import RefineSet, arg_max_only
 from drs.refiner import RefinerSettings, train_refiner
 
-TINY = dict(width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", epochs=2, batch_size=4, input_size=48, crop_size=40, log_every=1)
+TINY = dict(
+    width=0.125,
+    batch_norm=True,
+    extra_batch_norm=True,
+    stages=3,
+    pretrained="none",
+    epochs=2,
+    batch_size=4,
+    input_size=48,
+    crop_size=40,
+    log_every=1,
+)
 
 
 def test_arg_max_only_keeps_each_pixels_best_class():
@@ -29,7 +40,9 @@ def test_arg_max_only_keeps_each_pixels_best_class():
 def pipeline(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("refine")
     data = tiny_dataset
-    classifier = train_classifier(data, "train", root / "classifier", ClassifierSettings.from_dict({**TINY, "lr": 0.01}), "learnable")
+    classifier = train_classifier(
+        data, "train", root / "classifier", ClassifierSettings.from_dict({**TINY, "lr": 0.01}), "learnable"
+    )
     store = extract_maps(classifier, data, "train", root / "train.h5", scales=[40, 48], batch_size=4)
     return root, data, store
 
@@ -66,7 +79,15 @@ def _aligned_set(tmp_path, input_size, crop_size):
     voc = VOCDataset(root, "train")
     red = voc.load_image("img")[..., 0]
     store = tmp_path / "aligned.h5"
-    with MapStoreWriter(store, class_names=["background", "a", "b"], scales=[48], flip=False, stage="cam", split="train", dataset=str(root)) as w:
+    with MapStoreWriter(
+        store,
+        class_names=["background", "a", "b"],
+        scales=[48],
+        flip=False,
+        stage="cam",
+        split="train",
+        dataset=str(root),
+    ) as w:
         w.add("img", np.array([1]), red[None])
     dataset = RefineSet(voc, store, input_size=input_size, crop_size=crop_size)
     dataset.jitter = lambda image: image  # colour jitter touches the image only: leave it out here
@@ -137,7 +158,15 @@ def test_refiner_settings_and_store_errors(pipeline, tmp_path):
 
     partial = tmp_path / "partial.h5"
     voc = VOCDataset(data, "train")
-    with MapStoreWriter(partial, class_names=list(voc.class_names), scales=[48], flip=False, stage="cam", split="train", dataset=str(data)) as w:
+    with MapStoreWriter(
+        partial,
+        class_names=list(voc.class_names),
+        scales=[48],
+        flip=False,
+        stage="cam",
+        split="train",
+        dataset=str(data),
+    ) as w:
         w.add(voc.ids[0], voc.labels(voc.ids[0]), np.zeros((len(voc.labels(voc.ids[0])), 48, 48), np.uint8))
     with pytest.raises(UserError, match="no maps for 7 image"):
         RefineSet(voc, partial, 48, 40)

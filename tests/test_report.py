@@ -37,7 +37,15 @@ def metrics(miou, split="train", num_images=12, **extra):
 
 
 def segmentation(miou, supervision):
-    return metrics(miou, split="val", num_images=6, stage="segmentation", supervision=supervision, class_names=NAMES, multi_scale=False)
+    return metrics(
+        miou,
+        split="val",
+        num_images=6,
+        stage="segmentation",
+        supervision=supervision,
+        class_names=NAMES,
+        multi_scale=False,
+    )
 
 
 def write_json(path, data):
@@ -78,7 +86,10 @@ def test_comparison_rows_order_labels_and_ratio(run_metrics):
     assert weak.ratio == pytest.approx(0.66 / 0.80) and full.reference and full.ratio is None
     assert all(r.ratio is None for r in rows[:3])
     lines = headline(rows, "drs", "cam")
-    assert lines[0] == "- DeepLabV3+ on DRS pseudo labels: 66.0% mIoU on val (6 images), 82.5% of the fully supervised model's 80.0%."
+    assert (
+        lines[0]
+        == "- DeepLabV3+ on DRS pseudo labels: 66.0% mIoU on val (6 images), 82.5% of the fully supervised model's 80.0%."
+    )
     assert "60.0% from the DRS maps (CAM: 50.0%), 70.0% after refinement" in lines[1]
 
 
@@ -99,12 +110,24 @@ def test_summary_and_report_files(run_metrics, tmp_path):
     out, summary = tmp_path / "report", tmp_path / "summary.md"
     written = write_report(run_metrics, out, summary, labels=LABELS, main="drs", baseline="cam")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["comparison.html", "experiment_cam.html", "experiment_drs.html", "experiment_full.html", "per_class_iou.png"]
+    assert names == [
+        "comparison.html",
+        "experiment_cam.html",
+        "experiment_drs.html",
+        "experiment_full.html",
+        "per_class_iou.png",
+    ]
     assert written["summary"] == summary
     text = summary.read_text()
     assert text.startswith("# DRS results\n\n## Headline\n")
-    assert "| DeepLabV3+ on DRS pseudo labels | drs | DeepLabV3+ trained on pseudo labels | val | 6 | 66.0 | 90.0 | 82.5% |" in text
-    assert "| DeepLabV3+ fully supervised | full | DeepLabV3+ trained on ground-truth masks | val | 6 | 80.0 | 90.0 | reference |" in text
+    assert (
+        "| DeepLabV3+ on DRS pseudo labels | drs | DeepLabV3+ trained on pseudo labels | val | 6 | 66.0 | 90.0 | 82.5% |"
+        in text
+    )
+    assert (
+        "| DeepLabV3+ fully supervised | full | DeepLabV3+ trained on ground-truth masks | val | 6 | 80.0 | 90.0 | reference |"
+        in text
+    )
     # per experiment: a column per stage it has, per-class IoU in %, an absent class as a dash
     assert "### drs (DRS)\n\n| class | classifier maps (train) | refined maps (train) | DeepLabV3+ (val) |" in text
     assert "| red | 60.0 | 70.0 | 66.0 |" in text and "| cyan | – | – | – |" in text
@@ -151,7 +174,9 @@ def tiny_run(tmp_path_factory):
     from drs.maps import MapStoreWriter
 
     root = tmp_path_factory.mktemp("report")
-    folder = generate(root / "data", SynthSpec(num_train=5, num_val=2, image_size=48, object_size=(20, 30), num_classes=3), workers=1)
+    folder = generate(
+        root / "data", SynthSpec(num_train=5, num_val=2, image_size=48, object_size=(20, 30), num_classes=3), workers=1
+    )
     data = VOCDataset(folder, "train")
     stores = {}
     for name, blur in (("CAM", 0.3), ("DRS", 1.0), ("refined", 0.8)):
@@ -253,7 +278,12 @@ def test_a_plan_writes_what_the_same_options_write(tiny_run, run_metrics, tmp_pa
     common = ["--num-strip-images", "2", "--panel-size", "32"]
     by_options = ["report", "--metrics", *(f"{k}={v}" for k, v in plan["metrics"].items())]
     by_options += ["--label", *(f"{k}={v}" for k, v in LABELS.items()), "--main", "drs", "--baseline", "cam"]
-    by_options += ["--strip-maps", *(f"{k}={v}" for k, v in plan["maps"].items()), "--pseudo-labels", plan["pseudo_labels"]]
+    by_options += [
+        "--strip-maps",
+        *(f"{k}={v}" for k, v in plan["maps"].items()),
+        "--pseudo-labels",
+        plan["pseudo_labels"],
+    ]
     by_options += ["--dataset", plan["dataset"], "--split", "train"]
     assert main([*by_options, *common, "--out-dir", str(tmp_path / "a"), "--summary", str(tmp_path / "a.md")]) == 0
     by_plan = ["report", "--plan", json.dumps(plan), *common]
@@ -266,7 +296,12 @@ def test_a_plan_writes_what_the_same_options_write(tiny_run, run_metrics, tmp_pa
 
 
 def test_a_bad_plan_names_its_fault(run_metrics, tmp_path, capsys):
-    plan = {"metrics": {"drs:refined": str(run_metrics[("drs", "refined")])}, "labels": {}, "main": "drs", "baseline": None}
+    plan = {
+        "metrics": {"drs:refined": str(run_metrics[("drs", "refined")])},
+        "labels": {},
+        "main": "drs",
+        "baseline": None,
+    }
     plan.update({"maps": {}, "pseudo_labels": None, "segmenter": None, "dataset": None, "split": "train"})
     out = ["--out-dir", str(tmp_path / "out")]
     assert main(["report", "--plan", json.dumps(plan), *out]) == 0
@@ -323,15 +358,19 @@ rule summary:
         strips=report("results/report/strips.png", caption="{captions}/strips.rst", category="Pictures"),
     shell:
         "{sys.executable} -m drs report --metrics {metrics_args} --label cam=CAM drs=DRS 'full=fully supervised' "
-        "--main drs --baseline cam --strip-maps {stores} --pseudo-labels {tiny_run['labels']} "
-        "--dataset {tiny_run['dataset']} --panel-size 64 --out-dir results/report --summary {{output.summary}}"
+        "--main drs --baseline cam --strip-maps {stores} --pseudo-labels {tiny_run["labels"]} "
+        "--dataset {tiny_run["dataset"]} --panel-size 64 --out-dir results/report --summary {{output.summary}}"
 """
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
     snakemake = [str(BIN / "snakemake"), "-s", str(tmp_path / "Snakefile"), "--directory", str(tmp_path)]
-    run = subprocess.run([*snakemake, "--cores", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*snakemake, "--cores", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout + run.stderr
-    made = subprocess.run([*snakemake, "--report", "report.html"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [*snakemake, "--report", "report.html"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     check = subprocess.run(
         [
@@ -377,7 +416,10 @@ def test_store_coverage_from_eval_maps_and_score_labels_metrics(tmp_path):
     cam = write_json(tmp_path / "cam.json", metrics(0.5, store="maps/train.h5", coverage=cov))
     refined = write_json(
         tmp_path / "refined.json",
-        metrics(0.6, reference_protocol={"miou": 0.6, "protocol": {"store": "maps/train_refined.h5"}, "coverage": refined_cov}),
+        metrics(
+            0.6,
+            reference_protocol={"miou": 0.6, "protocol": {"store": "maps/train_refined.h5"}, "coverage": refined_cov},
+        ),
     )
     seg = write_json(tmp_path / "seg.json", segmentation(0.6, "image"))
     found = store_coverage([cam, refined, seg, tmp_path / "missing.json"])
@@ -395,7 +437,12 @@ def test_cli_strips_carry_the_coverage_of_the_scored_stores(tiny_run, run_metric
     assert main([*base, "--metrics", *plain, "--out-dir", str(tmp_path / "plain")]) == 0
     scored = write_json(
         tmp_path / "cam_scored.json",
-        metrics(0.5, stage="cam", store=str(tiny_run["stores"]["CAM"]), coverage={"part": 1.0, "rest_of_object": 0.5, "background": 0.1}),
+        metrics(
+            0.5,
+            stage="cam",
+            store=str(tiny_run["stores"]["CAM"]),
+            coverage={"part": 1.0, "rest_of_object": 0.5, "background": 0.1},
+        ),
     )
     with_cov = [p for p in plain if not p.startswith("cam:cam=")] + [f"cam:cam={scored}"]
     assert main([*base, "--metrics", *with_cov, "--out-dir", str(tmp_path / "cov")]) == 0

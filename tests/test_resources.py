@@ -32,7 +32,11 @@ def _resources(ddp=None):
         }
     }
     ddp = ddp or {}
-    namespace = {"config": config, "DDP_RULES": {"train_classifier", "train_segmenter"}, "nproc": lambda rule: ddp.get(rule, 1)}
+    namespace = {
+        "config": config,
+        "DDP_RULES": {"train_classifier", "train_segmenter"},
+        "nproc": lambda rule: ddp.get(rule, 1),
+    }
     return _functions(namespace, "job_threads", "job_resources")
 
 
@@ -54,7 +58,10 @@ def test_gpus_per_process_under_torchrun_and_threads():
 
 def _cache(archives, cache_enabled=True):
     settings = types.SimpleNamespace(cache=[] if cache_enabled else None)
-    namespace = {"config": {"voc2012": {"archives": archives}}, "workflow": types.SimpleNamespace(workflow_settings=settings)}
+    namespace = {
+        "config": {"voc2012": {"archives": archives}},
+        "workflow": types.SimpleNamespace(workflow_settings=settings),
+    }
     f = _functions(namespace, "between_workflow_cache", "voc_archives_pinned")
     return f.between_workflow_cache(f.voc_archives_pinned())
 

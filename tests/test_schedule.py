@@ -22,7 +22,9 @@ def _run(tmp_path, loop, **schedule):
     optimizer = torch.optim.SGD(
         [{"params": model[0].parameters(), "lr": 0.005}, {"params": model[1].parameters(), "lr": 0.05}], lr=0.05
     )
-    loader = DataLoader(TensorDataset(torch.randn(10, 2), torch.randn(10, 1)), batch_size=2, shuffle=True, generator=torch.Generator())
+    loader = DataLoader(
+        TensorDataset(torch.randn(10, 2), torch.randn(10, 1)), batch_size=2, shuffle=True, generator=torch.Generator()
+    )
     seen = []
 
     def step_loss(model, batch, device):
@@ -62,7 +64,12 @@ def test_schedule_settings_are_checked():
     defaults = SegmenterSettings()
     # the reference's run.sh / main.py
     assert (defaults.batch_size, defaults.lr, 10 * defaults.lr, defaults.weight_decay) == (32, 0.005, 0.05, 1e-4)
-    assert (defaults.poly_step, defaults.color_jitter, defaults.crop_size, defaults.scale_range) == ("iteration", 0.0, 513, [0.5, 2.0])
+    assert (defaults.poly_step, defaults.color_jitter, defaults.crop_size, defaults.scale_range) == (
+        "iteration",
+        0.0,
+        513,
+        [0.5, 2.0],
+    )
     assert math.isclose(defaults.poly_power, 0.9)
 
 
@@ -76,7 +83,11 @@ def test_best_on_val_keeps_the_best_validation(tmp_path, monkeypatch):
     from drs.evaluate import evaluate, validation_miou
     from drs.segmenter import load_segmenter, train_segmenter
 
-    data = generate(tmp_path / "data", SynthSpec(num_train=8, num_val=2, image_size=40, num_classes=2, object_size=(16, 24), clutter=1), workers=1)
+    data = generate(
+        tmp_path / "data",
+        SynthSpec(num_train=8, num_val=2, image_size=40, num_classes=2, object_size=(16, 24), clutter=1),
+        workers=1,
+    )
     seen = []
 
     def recording(*args, **kwargs):
@@ -85,9 +96,18 @@ def test_best_on_val_keeps_the_best_validation(tmp_path, monkeypatch):
 
     monkeypatch.setattr(drs.evaluate, "validation_miou", recording)
     settings = SegmenterSettings.from_dict(
-        dict(backbone="resnet18", width=0.125, pretrained="none", epochs=3, batch_size=4, crop_size=32, lr=0.05,
-             val_every=2, val_crop_size=32)
-    )  # fmt: skip
+        dict(
+            backbone="resnet18",
+            width=0.125,
+            pretrained="none",
+            epochs=3,
+            batch_size=4,
+            crop_size=32,
+            lr=0.05,
+            val_every=2,
+            val_crop_size=32,
+        )
+    )
     train_segmenter(data, "train", None, tmp_path / "seg", settings)
     assert len(seen) == 3  # 2 steps per epoch, 3 epochs, every 2 steps
     model, record = load_segmenter(tmp_path / "seg" / "best.pt")
@@ -96,6 +116,8 @@ def test_best_on_val_keeps_the_best_validation(tmp_path, monkeypatch):
     assert validation_miou(model, VOCDataset(data, "val"), "reference", 32) == pytest.approx(max(seen))
     monkeypatch.undo()
     result = evaluate(tmp_path / "seg" / "best.pt", data, "val", tmp_path / "pred")
-    assert result["protocol"]["selected_on_val"] is True and result["protocol"]["checkpoint"].startswith("best on val (step")
+    assert result["protocol"]["selected_on_val"] is True and result["protocol"]["checkpoint"].startswith(
+        "best on val (step"
+    )
     last = evaluate(tmp_path / "seg" / "model.pt", data, "val", tmp_path / "pred")
     assert last["protocol"]["selected_on_val"] is False and last["protocol"]["checkpoint"] == "last"

@@ -12,14 +12,25 @@ from drs.report import write_report
 def _segmentation(names, crf=True, name="reference"):
     per_class = {n: 0.5 for n in names}
     metrics = {
-        "miou": 0.5, "pixel_accuracy": 0.8, "per_class_iou": per_class, "num_images": 1449, "split": "val",
-        "class_names": list(names), "supervision": "image",
+        "miou": 0.5,
+        "pixel_accuracy": 0.8,
+        "per_class_iou": per_class,
+        "num_images": 1449,
+        "split": "val",
+        "class_names": list(names),
+        "supervision": "image",
         "protocol": {
-            "name": name, "split": "val", "num_images": 1449, "crop": "shorter side resized to 513, 513x513 centre crop",
-            "scales": [1.0], "flip": False, "crf": {"iterations": 10} if crf else None, "checkpoint": "last",
+            "name": name,
+            "split": "val",
+            "num_images": 1449,
+            "crop": "shorter side resized to 513, 513x513 centre crop",
+            "scales": [1.0],
+            "flip": False,
+            "crf": {"iterations": 10} if crf else None,
+            "checkpoint": "last",
             "selected_on_val": False,
         },
-    }  # fmt: skip
+    }
     if crf:
         metrics["crf"] = {"miou": 0.55, "pixel_accuracy": 0.81, "per_class_iou": per_class, "num_images": 1449}
     return metrics

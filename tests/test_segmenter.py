@@ -18,7 +18,16 @@ from drs.segmenter import SegmenterSettings, load_segmenter, train_segmenter
 
 from conftest import TINY_SPEC
 
-TINY = dict(backbone="resnet18", width=0.125, pretrained="none", epochs=2, batch_size=4, crop_size=40, scale_range=[0.75, 1.25], log_every=1)
+TINY = dict(
+    backbone="resnet18",
+    width=0.125,
+    pretrained="none",
+    epochs=2,
+    batch_size=4,
+    crop_size=40,
+    scale_range=[0.75, 1.25],
+    log_every=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +110,7 @@ def test_predictor_scales_and_flip(trained, data):
 def test_evaluate_scores_predictions_with_the_shared_metric(trained, data, tmp_path, monkeypatch):
     """segmentation.json's confusion matrix is the sum over images of hand-counted matrices."""
     voc = VOCDataset(data, "val")
+
     # a predictor that says "class 1" on the left half and background elsewhere
     def fake(self, image):
         out = np.zeros(image.shape[:2], np.uint8)
@@ -108,7 +118,9 @@ def test_evaluate_scores_predictions_with_the_shared_metric(trained, data, tmp_p
         return out
 
     # evaluate takes the arg-max of the scores (which the CRF also needs)
-    monkeypatch.setattr(Predictor, "scores", lambda self, image: np.eye(4, dtype=np.float32)[fake(self, image)].transpose(2, 0, 1))
+    monkeypatch.setattr(
+        Predictor, "scores", lambda self, image: np.eye(4, dtype=np.float32)[fake(self, image)].transpose(2, 0, 1)
+    )
     result = evaluate(trained, data, "val", tmp_path / "pred")
     expected = np.zeros((4, 4), np.int64)
     for image_id in voc.ids:
@@ -128,16 +140,50 @@ def test_evaluate_scores_predictions_with_the_shared_metric(trained, data, tmp_p
 
 def test_evaluate_cli_writes_predictions_and_metrics(trained, data, tmp_path):
     out = tmp_path / "segmentation.json"
-    assert main(["evaluate", "--model", str(trained), "--dataset", str(data), "--predictions", str(tmp_path / "val"),
-                 "--out", str(out), "--scales", "1.0", "1.25", "--flip", "--experiment", "full"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained),
+                "--dataset",
+                str(data),
+                "--predictions",
+                str(tmp_path / "val"),
+                "--out",
+                str(out),
+                "--scales",
+                "1.0",
+                "1.25",
+                "--flip",
+                "--experiment",
+                "full",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["experiment"] == "full" and result["multi_scale"] and result["scales"] == [1.0, 1.25]
     assert 0 <= result["miou"] <= 1 and len(result["confusion_matrix"]) == 4
     assert sorted(p.stem for p in (tmp_path / "val").glob("*.png")) == sorted(VOCDataset(data, "val").ids)
     # a folder holding anything but label PNGs is never replaced
     (tmp_path / "val" / "notes.txt").write_text("mine")
-    assert main(["evaluate", "--model", str(trained), "--dataset", str(data), "--predictions", str(tmp_path / "val"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained),
+                "--dataset",
+                str(data),
+                "--predictions",
+                str(tmp_path / "val"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert (tmp_path / "val" / "notes.txt").exists()
 
 
@@ -155,7 +201,9 @@ def test_fully_supervised_segmenter_beats_a_constant_predictor(data, tmp_path):
     """Trained on the ground truth (8 epochs, about 40 s), the segmenter scores more on its training
     images than predicting background everywhere (IoU: background's share for background, 0 for
     every class present), which a model that does not learn cannot."""
-    trained = train_segmenter(data, "train", None, tmp_path / "full", SegmenterSettings.from_dict({**TINY, "epochs": 8}))
+    trained = train_segmenter(
+        data, "train", None, tmp_path / "full", SegmenterSettings.from_dict({**TINY, "epochs": 8})
+    )
     result = evaluate(trained, data, "train", tmp_path / "pred")
     voc = VOCDataset(data, "train")
     masks = [voc.load_mask(i) for i in voc.ids]

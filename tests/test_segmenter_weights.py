@@ -82,9 +82,14 @@ def their_forward(state: dict, x: torch.Tensor, output_stride: int = 16) -> torc
 
         def bn_relu(t, prefix):
             t = F.batch_norm(
-                t, state[prefix + "running_mean"], state[prefix + "running_var"], state[prefix + "weight"],
-                state[prefix + "bias"], training=False, eps=1e-5,
-            )  # fmt: skip
+                t,
+                state[prefix + "running_mean"],
+                state[prefix + "running_var"],
+                state[prefix + "weight"],
+                state[prefix + "bias"],
+                training=False,
+                eps=1e-5,
+            )
             return F.relu(t)
 
         c = "classifier."
@@ -118,7 +123,12 @@ def test_import_matches_their_forward(tmp_path, output_stride):
     assert path == tmp_path / "imported" / "model.pt"
     model, record = load_segmenter(path)
     assert record["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
-    assert record["model_config"] == {"num_classes": 21, "backbone": "resnet50", "output_stride": output_stride, "width": 1.0}
+    assert record["model_config"] == {
+        "num_classes": 21,
+        "backbone": "resnet50",
+        "output_stride": output_stride,
+        "width": 1.0,
+    }
     assert record["class_names"][0] == "background" and len(record["class_names"]) == 21
     x = torch.randn(1, 3, 67, 53)  # odd sizes: the interpolations' alignment matters
     with torch.no_grad():
@@ -157,7 +167,9 @@ def test_backbone_and_classes_come_from_the_shapes(tmp_path):
     names = ["background", "a", "b", "c", "d"]
     model, record = load_segmenter(import_segmenter(tmp_path / "r101.pth", tmp_path / "x", class_names=names))
     assert record["model_config"]["backbone"] == "resnet101" and record["class_names"] == names
-    torch.testing.assert_close(model.state_dict()["backbone.layer3.22.conv2.weight"], state["backbone.layer3.22.conv2.weight"])
+    torch.testing.assert_close(
+        model.state_dict()["backbone.layer3.22.conv2.weight"], state["backbone.layer3.22.conv2.weight"]
+    )
 
 
 def test_a_model_pt_of_the_old_layout_is_named(tmp_path):
@@ -168,7 +180,9 @@ def test_a_model_pt_of_the_old_layout_is_named(tmp_path):
     state = {k.replace("classifier.classifier.", "decoder.classifier."): v for k, v in model.state_dict().items()}
     record = {"kind": "segmenter", "model_config": model.config, "class_names": ["background", "a", "b"]}
     torch.save({"state_dict": state, **record}, tmp_path / "model.pt")
-    with pytest.raises(UserError, match=r"model.pt: state dict .*first .*do not fit this DeepLabV3\+.*must be retrained"):
+    with pytest.raises(
+        UserError, match=r"model.pt: state dict .*first .*do not fit this DeepLabV3\+.*must be retrained"
+    ):
         load_segmenter(tmp_path / "model.pt")
     save_model(model, record, tmp_path)  # the current layout loads
     load_segmenter(tmp_path / "model.pt")

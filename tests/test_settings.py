@@ -18,7 +18,14 @@ from drs.segmenter import SegmenterSettings
 from drs.settings import EvaluationSettings, MapsSettings, PseudoLabelSettings, section, settings_from_args
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-SECTIONS = [ClassifierSettings, RefinerSettings, SegmenterSettings, MapsSettings, PseudoLabelSettings, EvaluationSettings]
+SECTIONS = [
+    ClassifierSettings,
+    RefinerSettings,
+    SegmenterSettings,
+    MapsSettings,
+    PseudoLabelSettings,
+    EvaluationSettings,
+]
 
 
 @pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.section)
@@ -46,19 +53,88 @@ def test_schema_enums_are_checked_naming_the_key():
     ("argv", "cls", "expected"),
     [
         (["extract-maps", "--model", "m", "--dataset", "d", "--out", "o"], MapsSettings, {}),
-        (["extract-maps", "--model", "m", "--dataset", "d", "--out", "o", "--settings", '{"scales": [64], "batch_size": 2}',
-          "--flip"], MapsSettings, {"scales": [64], "batch_size": 2, "flip": True}),
-        (["pseudo-labels", "s.h5", "--out", "o", "--settings", '{"alpha": 0.3, "saliency_threshold": null}', "--alpha", "0.25"],
-         PseudoLabelSettings, {"alpha": 0.25, "saliency_threshold": None}),
-        (["score-labels", "l", "--dataset", "d", "--split", "train", "--saliency-threshold", "continuous"],
-         PseudoLabelSettings, {"saliency_threshold": None}),
-        (["eval-maps", "s.h5", "--settings", '{"headline_protocol": "reference"}'], PseudoLabelSettings, {"headline_protocol": "reference"}),
-        (["evaluate", "--model", "m", "--dataset", "d", "--predictions", "p", "--out", "o", "--settings", '{"scales": [1, 1.5]}',
-          "--protocol", "full"], EvaluationSettings, {"scales": [1.0, 1.5], "protocol": "full"}),
-        (["train-refiner", "--dataset", "d", "--store", "s", "--out", "o", "--settings", '{"epochs": 3}', "--seed", "4"],
-         RefinerSettings, {"epochs": 3, "seed": 4}),
-        (["train-segmenter", "--dataset", "d", "--labels", "l", "--out", "o", "--seed", "2"], SegmenterSettings, {"seed": 2}),
-    ],  # fmt: skip
+        (
+            [
+                "extract-maps",
+                "--model",
+                "m",
+                "--dataset",
+                "d",
+                "--out",
+                "o",
+                "--settings",
+                '{"scales": [64], "batch_size": 2}',
+                "--flip",
+            ],
+            MapsSettings,
+            {"scales": [64], "batch_size": 2, "flip": True},
+        ),
+        (
+            [
+                "pseudo-labels",
+                "s.h5",
+                "--out",
+                "o",
+                "--settings",
+                '{"alpha": 0.3, "saliency_threshold": null}',
+                "--alpha",
+                "0.25",
+            ],
+            PseudoLabelSettings,
+            {"alpha": 0.25, "saliency_threshold": None},
+        ),
+        (
+            ["score-labels", "l", "--dataset", "d", "--split", "train", "--saliency-threshold", "continuous"],
+            PseudoLabelSettings,
+            {"saliency_threshold": None},
+        ),
+        (
+            ["eval-maps", "s.h5", "--settings", '{"headline_protocol": "reference"}'],
+            PseudoLabelSettings,
+            {"headline_protocol": "reference"},
+        ),
+        (
+            [
+                "evaluate",
+                "--model",
+                "m",
+                "--dataset",
+                "d",
+                "--predictions",
+                "p",
+                "--out",
+                "o",
+                "--settings",
+                '{"scales": [1, 1.5]}',
+                "--protocol",
+                "full",
+            ],
+            EvaluationSettings,
+            {"scales": [1.0, 1.5], "protocol": "full"},
+        ),
+        (
+            [
+                "train-refiner",
+                "--dataset",
+                "d",
+                "--store",
+                "s",
+                "--out",
+                "o",
+                "--settings",
+                '{"epochs": 3}',
+                "--seed",
+                "4",
+            ],
+            RefinerSettings,
+            {"epochs": 3, "seed": 4},
+        ),
+        (
+            ["train-segmenter", "--dataset", "d", "--labels", "l", "--out", "o", "--seed", "2"],
+            SegmenterSettings,
+            {"seed": 2},
+        ),
+    ],
 )
 def test_stages_take_their_section_and_flags_override_it(argv, cls, expected):
     settings = settings_from_args(cls, build_parser().parse_args(argv))
@@ -81,8 +157,12 @@ def test_md5_rule_is_one_rule():
         return {"a": {"url": "http://127.0.0.1/a.tar", "md5": md5, "extract": {"a": "b"}}}
 
     def config(md5):
-        return {"dataset": "voc2012", "voc2012": {"archives": archives(md5)}, "experiments": {"drs": {"drs": "learnable"}},
-                "main_experiment": "drs"}  # fmt: skip
+        return {
+            "dataset": "voc2012",
+            "voc2012": {"archives": archives(md5)},
+            "experiments": {"drs": {"drs": "learnable"}},
+            "main_experiment": "drs",
+        }
 
     for good in ("AB" * 16, "ab" * 16, None):
         check_schema(config(good), REPO / "workflow/schemas/config.schema.yaml")

@@ -87,9 +87,17 @@ def test_local_profile_dry_run_shows_threads_gpu_memory_and_time(workdir):
     assert "gpu" not in synth["resources"] and synth["resources"]["mem_mb"] == "1000"
     # --set-threads / --set-resources override the config's values per rule
     result = snakemake(
-        workdir, "-n", "--profile", str(PROFILES / "local"), "--configfile", str(TINY_CONFIG),
-        "--set-resources", "train_classifier:mem_mb=1234", "--set-threads", "train_classifier=1",
-    )  # fmt: skip
+        workdir,
+        "-n",
+        "--profile",
+        str(PROFILES / "local"),
+        "--configfile",
+        str(TINY_CONFIG),
+        "--set-resources",
+        "train_classifier:mem_mb=1234",
+        "--set-threads",
+        "train_classifier=1",
+    )
     train = next(j for j in dry_run_jobs(result.stdout + result.stderr) if j["rule"] == "train_classifier")
     assert train["resources"]["mem_mb"] == "1234" and train["threads"] == "1"
     # a job under torchrun asks for one GPU per process (on a machine with that many: Snakemake
@@ -97,11 +105,20 @@ def test_local_profile_dry_run_shows_threads_gpu_memory_and_time(workdir):
     ddp = workdir / "ddp.yaml"
     ddp.write_text("ddp: {rules: {train_classifier: 2}}\n")
     result = snakemake(
-        workdir, "-n", "--profile", str(PROFILES / "local"), "--resources", "gpu=4",
-        "--configfile", str(TINY_CONFIG), str(ddp),
-    )  # fmt: skip
+        workdir,
+        "-n",
+        "--profile",
+        str(PROFILES / "local"),
+        "--resources",
+        "gpu=4",
+        "--configfile",
+        str(TINY_CONFIG),
+        str(ddp),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    gpus = {j["rule"]: j["resources"]["gpu"] for j in dry_run_jobs(result.stdout + result.stderr) if "gpu" in j["resources"]}
+    gpus = {
+        j["rule"]: j["resources"]["gpu"] for j in dry_run_jobs(result.stdout + result.stderr) if "gpu" in j["resources"]
+    }
     assert gpus["train_classifier"] == "2" and gpus["extract_maps"] == "1", gpus
 
 
@@ -119,7 +136,9 @@ def test_slurm_profile_dry_run_gives_every_cluster_job_its_partition_memory_and_
     """Every job of `all` that goes to SLURM asks for the memory and time of its kind in the config
     (config/test.yaml: 1000 MB, 10 min; the profile's fallback is 2000 MB, 60 min); GPU jobs a GPU
     on the GPU partition (so a new GPU rule needs its line in the profile), the others the CPU one."""
-    result = snakemake(workdir, "-n", "--profile", str(PROFILES / "slurm"), "--configfile", str(TINY_CONFIG), "--", "all")
+    result = snakemake(
+        workdir, "-n", "--profile", str(PROFILES / "slurm"), "--configfile", str(TINY_CONFIG), "--", "all"
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     local = declared_localrules()
@@ -201,7 +220,9 @@ def cluster():
         pytest.fail("tests/slurm/setup.sh did not finish in 900 s")
     if setup.returncode in (3, 4):  # the host has a SLURM of its own, or apt-get failed
         shutil.rmtree(state, ignore_errors=True)
-        _no_cluster(f"tests/slurm/setup.sh: {(setup.stderr.strip().splitlines() or ['exit ' + str(setup.returncode)])[-1]}")
+        _no_cluster(
+            f"tests/slurm/setup.sh: {(setup.stderr.strip().splitlines() or ['exit ' + str(setup.returncode)])[-1]}"
+        )
     if setup.returncode != 0:
         shutil.rmtree(state, ignore_errors=True)
         pytest.fail(f"tests/slurm/setup.sh failed:\n{setup.stdout}\n{setup.stderr}")
@@ -283,7 +304,11 @@ def slurm_runs(cluster, tmp_path_factory):
             time.sleep(0.2)
         queue = _slurm(env, "squeue", "-h", "-o", "%i %k")
         cancelled = next(
-            (line.split()[0] for line in queue.splitlines() if line.split()[1:] == ["rule_train_classifier_wildcards_drs"]),
+            (
+                line.split()[0]
+                for line in queue.splitlines()
+                if line.split()[1:] == ["rule_train_classifier_wildcards_drs"]
+            ),
             None,
         )
         assert cancelled, f"no train_classifier job in the queue:\n{queue}"
@@ -306,10 +331,27 @@ def slurm_runs(cluster, tmp_path_factory):
         record["local_rc"] = _wait(local, RUN_TIMEOUT, base / "local.log")
         record["local_log"] = (base / "local.log").read_text()
         record["sacct"] = _slurm(
-            env, "sacct", "-X", "-P", "-S", "now-1days", "-o", "JobID,JobName,Comment,Partition,State,ExitCode,AllocTRES"
+            env,
+            "sacct",
+            "-X",
+            "-P",
+            "-S",
+            "now-1days",
+            "-o",
+            "JobID,JobName,Comment,Partition,State,ExitCode,AllocTRES",
         )
         print(f"SLURM runs: {record['slurm_s']:.1f} s (first, cancelled: {record['first_s']:.1f} s)")
-        print(_slurm(env, "sacct", "-X", "-S", "now-1days", "-o", "JobID,Partition,Comment%45,State,ExitCode,AllocTRES%45,Elapsed"))
+        print(
+            _slurm(
+                env,
+                "sacct",
+                "-X",
+                "-S",
+                "now-1days",
+                "-o",
+                "JobID,Partition,Comment%45,State,ExitCode,AllocTRES%45,Elapsed",
+            )
+        )
         assert record["local_rc"] == 0, record["local_log"][-3000:]
         return record
     finally:  # a failure above leaves no Snakemake running (and the cluster's teardown cancels jobs)

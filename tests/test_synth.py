@@ -15,7 +15,9 @@ from drs.data.synth_spec import SaliencySpec, SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 
-SMALL = SynthSpec(num_train=16, num_val=6, image_size=64, num_classes=3, object_size=(24, 40), clutter=3, objects_per_image=(1, 3))
+SMALL = SynthSpec(
+    num_train=16, num_val=6, image_size=64, num_classes=3, object_size=(24, 40), clutter=3, objects_per_image=(1, 3)
+)
 
 
 def tree_digest(root) -> dict[str, str]:
@@ -89,8 +91,19 @@ def test_labels_parts_and_saliency(small_set):
 
 
 def test_saliency_imperfections_follow_settings():
-    perfect = SynthSpec(**{**SMALL.__dict__, "clutter": 3, "saliency": SaliencySpec(blur_sigma=0, miss_rate=0, false_alarm_rate=0, boundary_jitter=0)})
-    noisy = SynthSpec(**{**SMALL.__dict__, "saliency": SaliencySpec(blur_sigma=2, miss_rate=1.0, false_alarm_rate=1.0, boundary_jitter=2)})
+    perfect = SynthSpec(
+        **{
+            **SMALL.__dict__,
+            "clutter": 3,
+            "saliency": SaliencySpec(blur_sigma=0, miss_rate=0, false_alarm_rate=0, boundary_jitter=0),
+        }
+    )
+    noisy = SynthSpec(
+        **{
+            **SMALL.__dict__,
+            "saliency": SaliencySpec(blur_sigma=2, miss_rate=1.0, false_alarm_rate=1.0, boundary_jitter=2),
+        }
+    )
     p, n = generate_image(perfect, 0, 3), generate_image(noisy, 0, 3)
     objects = p["mask"] > 0
     assert np.array_equal(p["saliency"] == 255, objects)  # no imperfection: exactly the objects
@@ -102,7 +115,9 @@ def test_saliency_imperfections_follow_settings():
 
 def test_part_carries_the_class_body_only_weakly():
     """Part pixels differ strongly between classes; body colours overlap across classes."""
-    spec = SynthSpec(num_train=1, num_val=1, image_size=96, num_classes=2, objects_per_image=(1, 1), object_size=(50, 60), clutter=0)
+    spec = SynthSpec(
+        num_train=1, num_val=1, image_size=96, num_classes=2, objects_per_image=(1, 1), object_size=(50, 60), clutter=0
+    )
     part_means = {1: [], 2: []}
     body_means = {1: [], 2: []}
     for i in range(40):
@@ -145,8 +160,15 @@ def test_image_size_256_supported(tmp_path):
 
 
 PINNED = SynthSpec(
-    seed=11, num_train=3, num_val=1, image_size=64, num_classes=3, object_size=(24, 40), clutter=3,
-    objects_per_image=(1, 3), saliency=SaliencySpec(miss_rate=0.5, false_alarm_rate=0.5),
+    seed=11,
+    num_train=3,
+    num_val=1,
+    image_size=64,
+    num_classes=3,
+    object_size=(24, 40),
+    clutter=3,
+    objects_per_image=(1, 3),
+    saliency=SaliencySpec(miss_rate=0.5, false_alarm_rate=0.5),
 )
 # SHA-256 over every file's name and bytes (synthetic.json aside: it records the package version),
 # computed with the generator as first written (per-pixel scipy zoom). Any change to what the

@@ -20,8 +20,12 @@ CPU = torch.device("cpu")
 def _blobs(n_major=48, n_minor=16):
     """Two well separated 2-D clusters, unbalanced: a constant predictor scores 75 %."""
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randn(n_major, 2, generator=g) * 0.3 + torch.tensor([-1.5, 0.0]),
-                   torch.randn(n_minor, 2, generator=g) * 0.3 + torch.tensor([1.5, 0.0])])  # fmt: skip
+    x = torch.cat(
+        [
+            torch.randn(n_major, 2, generator=g) * 0.3 + torch.tensor([-1.5, 0.0]),
+            torch.randn(n_minor, 2, generator=g) * 0.3 + torch.tensor([1.5, 0.0]),
+        ]
+    )
     y = torch.cat([torch.zeros(n_major, dtype=torch.long), torch.ones(n_minor, dtype=torch.long)])
     return x, y
 
@@ -73,8 +77,16 @@ def test_fit_applies_the_learning_rate_schedule_each_epoch(tmp_path):
         seen.append(tuple(g["lr"] for g in optimizer.param_groups))
         return _step_loss(model_, batch, device)
 
-    fit(model, optimizer, _loader(x, y), step_loss, LoopSettings(epochs=3, log_every=100), tmp_path,
-        lr_at_epoch=lambda e: [1.0, 0.5, 0.25][e], device=CPU)  # fmt: skip
+    fit(
+        model,
+        optimizer,
+        _loader(x, y),
+        step_loss,
+        LoopSettings(epochs=3, log_every=100),
+        tmp_path,
+        lr_at_epoch=lambda e: [1.0, 0.5, 0.25][e],
+        device=CPU,
+    )
     steps = len(_loader(x, y))
     expected = [lr * f for f in (1.0, 0.5, 0.25) for _ in range(steps) for lr in (0.1, 1.0)]
     assert [lr for pair in seen for lr in pair] == pytest.approx(expected)
@@ -85,8 +97,15 @@ def test_fit_refuses_a_non_finite_loss(tmp_path):
     model = _zero_linear()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(FloatingPointError, match="epoch 1 step 1"):
-        fit(model, optimizer, _loader(x, y), lambda m, b, d: _step_loss(m, b, d) * float("nan"),
-            LoopSettings(epochs=1), tmp_path, device=CPU)  # fmt: skip
+        fit(
+            model,
+            optimizer,
+            _loader(x, y),
+            lambda m, b, d: _step_loss(m, b, d) * float("nan"),
+            LoopSettings(epochs=1),
+            tmp_path,
+            device=CPU,
+        )
     assert not (tmp_path / train.LAST_CHECKPOINT).exists()
 
 
@@ -181,8 +200,17 @@ def test_fit_resumes_after_an_interruption_and_ends_like_an_uninterrupted_run(tm
         torch.manual_seed(1)
         model = nn.Linear(2, 2)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)  # momentum: state to resume
-        fit(model, optimizer, _loader(x, y), count or _Counting(), LoopSettings(epochs=3, seed=5, log_every=100),
-            out, device=CPU, extra_state={"tag": "a"}, stop_after_steps=stop)  # fmt: skip
+        fit(
+            model,
+            optimizer,
+            _loader(x, y),
+            count or _Counting(),
+            LoopSettings(epochs=3, seed=5, log_every=100),
+            out,
+            device=CPU,
+            extra_state={"tag": "a"},
+            stop_after_steps=stop,
+        )
         return model
 
     whole = run(tmp_path / "whole")
@@ -209,8 +237,16 @@ def test_fit_logs_the_running_loss(tmp_path, caplog):
     optimizer = torch.optim.SGD([weight], lr=0.1)
     loader = DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2, generator=torch.Generator())
     with caplog.at_level("INFO", logger="drs.train"):
-        fit(model, optimizer, loader, lambda m, b, d: m.weight * 0 + next(values), LoopSettings(epochs=1, log_every=2),
-            tmp_path, name="toy", device=CPU)  # fmt: skip
+        fit(
+            model,
+            optimizer,
+            loader,
+            lambda m, b, d: m.weight * 0 + next(values),
+            LoopSettings(epochs=1, log_every=2),
+            tmp_path,
+            name="toy",
+            device=CPU,
+        )
     # running: 1, 1.1, 1.29, 1.561
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("toy epoch 1/1 step 2/4 loss 1.1000 lr 1.00e-01 ") for m in messages), messages

@@ -22,7 +22,9 @@ def test_snakemake_lint_is_clean():
 
 
 def test_snakefmt_check_is_clean():
-    result = subprocess.run([str(BIN / "snakefmt"), "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -35,6 +37,7 @@ def test_dry_run_default_config_shows_data_stage_and_targets(workdir):
         assert f"rule {job}:" in out or f"localrule {job}:" in out, job
     result = snakemake(workdir, "-n", "data", "--configfile", str(REPO / "config.yaml"))
     assert result.returncode == 0 and "rule data:" in result.stdout + result.stderr
+
     # `all`: the main experiment, the fully supervised reference and, with report.baseline_in_all
     # (config.yaml's setting: the report shows CAM beside DRS), the CAM baseline
     def job_counts(*args, config=REPO / "config.yaml"):
@@ -116,7 +119,11 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
     # the refiner's epochs: the refiner, its maps, the pseudo labels and what follows from them,
     # not the data, the classifier, its maps or the fully supervised reference
     config = tmp_path / "refiner_epochs.yaml"
-    config.write_text(TINY_CONFIG.read_text().replace("  epochs: 2\n  batch_size: 4\n  lr: 0.001\n", "  epochs: 3\n  batch_size: 4\n  lr: 0.001\n"))
+    config.write_text(
+        TINY_CONFIG.read_text().replace(
+            "  epochs: 2\n  batch_size: 4\n  lr: 0.001\n", "  epochs: 3\n  batch_size: 4\n  lr: 0.001\n"
+        )
+    )
     assert config.read_text() != TINY_CONFIG.read_text()
     assert dry_run_jobs(workdir, config) == REFINER_DEPENDENTS
     # a changed generator setting re-runs the data stage and everything after it: every job of a
@@ -131,14 +138,24 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
 
 
 REFINER_DEPENDENTS = {
-    "train_refiner": 1, "extract_refined_maps": 1, "pseudo_labels": 1, "score_labels": 1, "train_segmenter": 1,
-    "evaluate": 1, "summary": 1, "all": 1, "total": 8,
-}  # fmt: skip
+    "train_refiner": 1,
+    "extract_refined_maps": 1,
+    "pseudo_labels": 1,
+    "score_labels": 1,
+    "train_segmenter": 1,
+    "evaluate": 1,
+    "summary": 1,
+    "all": 1,
+    "total": 8,
+}
 TRAINED_MODELS = ("drs/classifier", "cam/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")
 METRICS = (
-    "drs/metrics/cam.json", "cam/metrics/cam.json", "drs/metrics/refined.json", "drs/metrics/segmentation.json",
+    "drs/metrics/cam.json",
+    "cam/metrics/cam.json",
+    "drs/metrics/refined.json",
+    "drs/metrics/segmentation.json",
     "full/metrics/segmentation.json",
-)  # fmt: skip
+)
 
 
 def _sha256(path) -> str:
@@ -177,7 +194,9 @@ def test_existing_folder_dataset_is_used_as_is(workdir):
     from drs.data.synth import generate
     from drs.data.synth_spec import SynthSpec
 
-    folder = generate(workdir / "my_voc", SynthSpec(num_train=4, num_val=2, image_size=48, object_size=(20, 30)), workers=1)
+    folder = generate(
+        workdir / "my_voc", SynthSpec(num_train=4, num_val=2, image_size=48, object_size=(20, 30)), workers=1
+    )
     config = workdir / "folder.yaml"
     config.write_text(
         f"dataset: folder\ndataset_dir: {folder}\nexperiments: {{cam: {{drs: none}}}}\nmain_experiment: cam\n"
@@ -193,10 +212,14 @@ def test_broken_dataset_fails_the_check_and_publishes_nothing(workdir):
     from drs.data.synth import generate
     from drs.data.synth_spec import SynthSpec
 
-    folder = generate(workdir / "broken", SynthSpec(num_train=4, num_val=2, image_size=48, object_size=(20, 30)), workers=1)
+    folder = generate(
+        workdir / "broken", SynthSpec(num_train=4, num_val=2, image_size=48, object_size=(20, 30)), workers=1
+    )
     (folder / "JPEGImages/train_00002.jpg").unlink()
     config = workdir / "folder.yaml"
-    config.write_text(f"dataset: folder\ndataset_dir: {folder}\nexperiments: {{cam: {{drs: none}}}}\nmain_experiment: cam\n")
+    config.write_text(
+        f"dataset: folder\ndataset_dir: {folder}\nexperiments: {{cam: {{drs: none}}}}\nmain_experiment: cam\n"
+    )
     result = snakemake(workdir, "--cores", "1", "--configfile", str(config))
     assert result.returncode != 0
     assert not (workdir / "results/data/dataset_check.json").exists()

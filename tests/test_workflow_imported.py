@@ -31,8 +31,12 @@ def config(workdir):
     return path
 
 
-TARGETS = ["results/imp/metrics/cam.json", "results/imp/metrics/refined.json", "results/imp/metrics/segmentation.json",
-           "results/lab/metrics/segmentation.json"]  # fmt: skip
+TARGETS = [
+    "results/imp/metrics/cam.json",
+    "results/imp/metrics/refined.json",
+    "results/imp/metrics/segmentation.json",
+    "results/lab/metrics/segmentation.json",
+]
 
 
 def planned_rules(workdir, config, *targets):
@@ -75,7 +79,10 @@ def test_imported_weights_run_to_deeplab(workdir, config):
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = torch.load(workdir / "results/imp/classifier/model.pt", weights_only=True)
     assert len(checkpoint["source_sha256"]) == 64 and checkpoint["kind"] == "classifier"
-    assert not (workdir / "results/logs/train_classifier").exists() and not (workdir / "results/logs/train_refiner").exists()
+    assert (
+        not (workdir / "results/logs/train_classifier").exists()
+        and not (workdir / "results/logs/train_refiner").exists()
+    )
     for target in TARGETS:
         metrics = json.loads((workdir / target).read_text())
         assert 0 <= metrics["miou"] <= 1

@@ -67,13 +67,17 @@ def _check_label_png(path: Path, size: tuple[int, int] | None, num_classes: int,
         return [Problem(str(path), f"{what} {err}")]
     problems = []
     if image.mode not in ("P", "L"):
-        return [Problem(str(path), f"{what} must be a palette (P) or grey (L) PNG of class indices, got mode {image.mode}")]
+        return [
+            Problem(str(path), f"{what} must be a palette (P) or grey (L) PNG of class indices, got mode {image.mode}")
+        ]
     if size is not None and image.size != size:
         problems.append(Problem(str(path), f"{what} size {image.size} differs from the image's {size}"))
     values = np.unique(np.asarray(image))
     bad = values[(values > num_classes) & (values != IGNORE)]
     if bad.size:
-        problems.append(Problem(str(path), f"{what} has label values {bad.tolist()} outside 0..{num_classes} and {IGNORE}"))
+        problems.append(
+            Problem(str(path), f"{what} has label values {bad.tolist()} outside 0..{num_classes} and {IGNORE}")
+        )
     return problems
 
 
@@ -198,7 +202,10 @@ def check_dataset(
             problems.append(Problem(str(path), "split list missing"))
             continue
         ids, bad_lines = split_lines(path)
-        problems += [Problem(f"{path}:{lineno}", f"{message}; ids are file names without folders") for lineno, message in bad_lines]
+        problems += [
+            Problem(f"{path}:{lineno}", f"{message}; ids are file names without folders")
+            for lineno, message in bad_lines
+        ]
         counts[split] = len(ids)
         if not ids and not bad_lines:
             problems.append(Problem(str(path), "split list is empty"))
@@ -211,7 +218,10 @@ def check_dataset(
             problems += _check_labels_file(labels_path, ids, class_names)
         elif mask_dir is None:
             problems.append(
-                Problem(str(root / MASK_DIRS[-1]), f"no mask folder ({' or '.join(MASK_DIRS)}) and no {labels_path.name} for split {split}")
+                Problem(
+                    str(root / MASK_DIRS[-1]),
+                    f"no mask folder ({' or '.join(MASK_DIRS)}) and no {labels_path.name} for split {split}",
+                )
             )
         split_mask_dir = None if (mask_dir is None or labels_file) else mask_dir
         for image_id in ids:
@@ -255,19 +265,24 @@ def add_parser(sub) -> None:
     p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
     p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.add_argument(
-        "--settings", metavar="JSON",
+        "--settings",
+        metavar="JSON",
         help="the config's `pseudo_labels:` section as JSON: check the saliency maps as the pseudo labels use them "
         "(its saliency and missing_saliency)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--saliency", choices=SALIENCY_MODES, default=argparse.SUPPRESS,
+        "--saliency",
+        choices=SALIENCY_MODES,
+        default=argparse.SUPPRESS,
         help="as in pseudo-labels: saliency_map needs a saliency map per listed image, none checks none "
         "(default: that of --settings, else check those of a saliency_map folder, if any)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--missing-saliency", choices=MISSING_SALIENCY_MODES, default=argparse.SUPPRESS,
+        "--missing-saliency",
+        choices=MISSING_SALIENCY_MODES,
+        default=argparse.SUPPRESS,
         help="a missing saliency map: a problem (error), or a warning (threshold); default: that of --settings",
-    )  # fmt: skip
+    )
     p.set_defaults(func=_run)
 
 

@@ -66,11 +66,11 @@ def _texture(rng: np.random.Generator, where: np.ndarray, kind: str) -> np.ndarr
     period = rng.uniform(3.0, 6.0)
     yy, xx = (c.astype(np.float32) for c in np.nonzero(where))
     if kind.startswith("stripes"):
-        on = _stripes(where, np.deg2rad(float(kind[len("stripes"):])) + rng.normal(0, 0.1), period)
+        on = _stripes(where, np.deg2rad(float(kind[len("stripes") :])) + rng.normal(0, 0.1), period)
     elif kind == "checker":
         on = ((np.floor(yy / period) + np.floor(xx / period)) % 2).astype(bool)
     elif kind == "dots":
-        on = (np.hypot(yy % (2 * period) - period, xx % (2 * period) - period) < 0.55 * period)
+        on = np.hypot(yy % (2 * period) - period, xx % (2 * period) - period) < 0.55 * period
     elif kind == "grain":
         on = rng.random(len(yy)) < 0.5
     else:  # plain
@@ -119,7 +119,13 @@ def generate(out: str | Path, num_images: int, size: int, seed: int = 0) -> Path
         (staging / SPLIT_DIR / "train.txt").write_text("\n".join(ids) + "\n")
         (staging / SPLIT_DIR / "train_labels.txt").write_text("\n".join(lines) + "\n")
         (staging / CLASS_NAMES_FILE).write_text("\n".join(names) + "\n")
-        meta = {"generator": "drs corpus", "version": __version__, "num_images": num_images, "image_size": size, "seed": seed}
+        meta = {
+            "generator": "drs corpus",
+            "version": __version__,
+            "num_images": num_images,
+            "image_size": size,
+            "seed": seed,
+        }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     log.info("wrote %d corpus images to %s in %.1f s", num_images, out, time.perf_counter() - start)
     return out

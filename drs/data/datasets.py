@@ -63,9 +63,13 @@ class RefineSet(Dataset):
         with MapStore(store_path) as store:
             missing = [i for i in voc.ids if i not in store]
             if list(store.class_names) != list(voc.class_names):
-                raise UserError(f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}")
+                raise UserError(
+                    f"{store_path}: classes {store.class_names} differ from the dataset's {list(voc.class_names)}"
+                )
             if missing:
-                raise UserError(f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}")
+                raise UserError(
+                    f"{store_path}: no maps for {len(missing)} image(s) of split {voc.split}, e.g. {missing[:3]}"
+                )
             check_store_data(store, voc)  # the targets come from these images
         self._store = None
         self._reads = 0  # items read by this process (each loader worker counts its own)

@@ -110,8 +110,7 @@ def fetch(
         )
     if expected is None:
         log.warning(
-            "%s: md5 %s is not pinned; to verify later downloads, set it under "
-            "voc2012.archives.%s.md5",
+            "%s: md5 %s is not pinned; to verify later downloads, set it under voc2012.archives.%s.md5",
             url,
             digest,
             name or dest.name.split(".")[0],
@@ -180,7 +179,9 @@ def _transfer(url: str, part: Path, timeout: float, chunk: int) -> None:
         length = _int_or_none(response.headers.get("Content-Length"))
         total = offset + length if length is not None else None
         with open(part, "ab" if offset else "wb") as out:
-            received = _copy_stream(response, out, chunk, TransferProgress(log, url, offset, total, sys.stderr.isatty()))
+            received = _copy_stream(
+                response, out, chunk, TransferProgress(log, url, offset, total, sys.stderr.isatty())
+            )
     if length is not None and received < length:
         raise _CutShort(f"transfer cut short: {received} of {length} bytes in this reply")
 
@@ -460,7 +461,9 @@ def validate_archives(archives: object) -> dict[str, dict]:
             raise UserError(f"{where}.{name}: archive names may use letters, digits, '_', '-' and '.'")
     schema = config_schema()
     voc2012 = schema["properties"]["voc2012"]
-    check_against({"voc2012": {"archives": dict(archives)}}, {"$defs": schema["$defs"], "properties": {"voc2012": voc2012}})
+    check_against(
+        {"voc2012": {"archives": dict(archives)}}, {"$defs": schema["$defs"], "properties": {"voc2012": voc2012}}
+    )
     for name, spec in archives.items():
         if not spec["url"]:
             raise UserError(f"{where}.{name}.url: missing")

@@ -104,7 +104,9 @@ def _file_digest(path: Path) -> tuple[str, int]:
         raise UserError(f"{path}: cannot be read ({err.strerror})") from None
 
 
-def fingerprint_files(ids: Sequence[str], paths: dict[str, Callable[[str], Path]], extra: Sequence[Path] = ()) -> Fingerprint:
+def fingerprint_files(
+    ids: Sequence[str], paths: dict[str, Callable[[str], Path]], extra: Sequence[Path] = ()
+) -> Fingerprint:
     """The fingerprint of ``ids`` (in order) and, for each id, the file ``paths[kind](id)`` of each
     kind (in the dict's order); ``extra`` files (e.g. a split's label list) enter once, by name."""
     kinds = tuple(paths)
@@ -183,14 +185,18 @@ def check_store_data(store, voc) -> None:
         log.warning(
             "%s records no dataset fingerprint (made by an older drs): cannot check that it was made from %s; "
             "re-extract the maps to have it checked",
-            store.path, voc.root,
-        )  # fmt: skip
+            store.path,
+            voc.root,
+        )
         return
     if recorded.method != METHOD:
         log.warning(
             "%s: its dataset fingerprint was computed another way (%s, this drs: %s); cannot check it against %s",
-            store.path, recorded.method, METHOD, voc.root,
-        )  # fmt: skip
+            store.path,
+            recorded.method,
+            METHOD,
+            voc.root,
+        )
         return
     current = split_fingerprint(voc, recorded.kinds, ids, split=store.split)
     if current.digest != recorded.digest:

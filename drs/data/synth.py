@@ -50,6 +50,7 @@ MASK_DIR = "SegmentationClass"
 SPEC_FILE = "synthetic.json"
 SPLITS = ("train", "val")
 
+
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32) * 255.0
 
@@ -162,7 +163,9 @@ def _nonzero_box(array: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     ys, xs = np.nonzero(array)
     if not ys.size:
         return None
-    return slice(max(ys.min() - margin, 0), ys.max() + margin + 1), slice(max(xs.min() - margin, 0), xs.max() + margin + 1)
+    return slice(max(ys.min() - margin, 0), ys.max() + margin + 1), slice(
+        max(xs.min() - margin, 0), xs.max() + margin + 1
+    )
 
 
 def _blur_nonzero(sal: np.ndarray, sigma: float) -> np.ndarray:
@@ -181,7 +184,9 @@ def _blur_nonzero(sal: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def _saliency(rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarray], clutter: list[np.ndarray]) -> np.ndarray:
+def _saliency(
+    rng: np.random.Generator, spec: SynthSpec, visible: list[np.ndarray], clutter: list[np.ndarray]
+) -> np.ndarray:
     """An imperfect detector's output: 8-bit grey, 255 = salient."""
     s = spec.saliency
     size = spec.image_size
@@ -236,7 +241,10 @@ def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, n
             obj = _place_object(rng, spec, cls)
             full = obj.body | obj.part
             # limited occlusion: earlier objects keep most of their area and all of their part
-            if all(((o.body | o.part) & full).sum() < 0.25 * (o.body | o.part).sum() and not (o.part & full).any() for o in placed):
+            if all(
+                ((o.body | o.part) & full).sum() < 0.25 * (o.body | o.part).sum() and not (o.part & full).any()
+                for o in placed
+            ):
                 break
         else:
             continue  # no room left for this object

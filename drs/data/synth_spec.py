@@ -9,10 +9,31 @@ from drs.fileio import check_keys
 
 # 24 hue names, 15 degrees apart; class c is named after the hue of its part.
 HUE_NAMES = (
-    "red", "vermilion", "orange", "amber", "yellow", "chartreuse", "lime", "harlequin",
-    "green", "emerald", "jade", "aquamarine", "cyan", "cerulean", "azure", "sapphire",
-    "blue", "indigo", "violet", "purple", "magenta", "fuchsia", "rose", "crimson",
-)  # fmt: skip
+    "red",
+    "vermilion",
+    "orange",
+    "amber",
+    "yellow",
+    "chartreuse",
+    "lime",
+    "harlequin",
+    "green",
+    "emerald",
+    "jade",
+    "aquamarine",
+    "cyan",
+    "cerulean",
+    "azure",
+    "sapphire",
+    "blue",
+    "indigo",
+    "violet",
+    "purple",
+    "magenta",
+    "fuchsia",
+    "rose",
+    "crimson",
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,9 @@ class SynthSpec:
             )
 
     def class_names(self) -> list[str]:
-        return ["background"] + [HUE_NAMES[round(class_hue(c, self.num_classes) * 24) % 24] for c in range(1, self.num_classes + 1)]
+        return ["background"] + [
+            HUE_NAMES[round(class_hue(c, self.num_classes) * 24) % 24] for c in range(1, self.num_classes + 1)
+        ]
 
 
 def class_hue(c: int, num_classes: int) -> float:

@@ -44,7 +44,11 @@ def refine_geometry(input_size: int, crop_size: int, random_crop: bool) -> v2.Co
     ``input_size``, flip, random ``crop_size`` crop; without ``random_crop`` the whole image at
     ``crop_size`` x ``crop_size`` (the reference's LoadData_refine.py), flipped."""
     if random_crop:
-        steps = [v2.Resize((input_size, input_size), antialias=True), v2.RandomHorizontalFlip(), v2.RandomCrop(crop_size)]
+        steps = [
+            v2.Resize((input_size, input_size), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomCrop(crop_size),
+        ]
     else:
         steps = [v2.Resize((crop_size, crop_size), antialias=True), v2.RandomHorizontalFlip()]
     return v2.Compose(steps)

@@ -107,9 +107,7 @@ def check_label_values(label: np.ndarray, num_classes: int, path: str | Path) ->
     """``label`` itself when it holds only 0..num_classes and 255; else UserError naming ``path``."""
     bad = np.unique(label[(label > num_classes) & (label != IGNORE)])
     if bad.size:
-        raise UserError(
-            f"{path}: label value(s) {bad.tolist()} out of range (0..{num_classes} or {IGNORE} = ignore)"
-        )
+        raise UserError(f"{path}: label value(s) {bad.tolist()} out of range (0..{num_classes} or {IGNORE} = ignore)")
     return label
 
 

@@ -102,7 +102,12 @@ def _init_layers(module: nn.Module) -> None:
 def _check_args(num_classes, drs, delta, width, batch_norm, stages, norm="batch") -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes {num_classes!r}: expected a positive integer")
-    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (0 < width <= 16) or not math.isfinite(width):
+    if (
+        isinstance(width, bool)
+        or not isinstance(width, numbers.Real)
+        or not (0 < width <= 16)
+        or not math.isfinite(width)
+    ):
         raise ValueError(f"width {width!r}: expected a number in (0, 16]")
     if not isinstance(batch_norm, bool):
         raise ValueError(f"batch_norm {batch_norm!r}: expected true or false")
@@ -164,7 +169,9 @@ class DRSClassifier(nn.Module):
     Build it with :func:`drs_vgg16` (or :meth:`from_config` from a checkpoint's ``config``).
     """
 
-    def __init__(self, backbone: nn.Sequential, extra: nn.Sequential, classifier: nn.Conv2d, config: dict, output_stride: int):
+    def __init__(
+        self, backbone: nn.Sequential, extra: nn.Sequential, classifier: nn.Conv2d, config: dict, output_stride: int
+    ):
         super().__init__()
         self.backbone = backbone
         self.extra = extra
@@ -317,7 +324,9 @@ def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], p
     (so does the 1x1 classifier of a network trained on another number of classes). Any other key
     missing, left over or of another shape is a UserError naming the file."""
     expected = model.state_dict()
-    controllers = {f"{name}.fc.weight" for name, m in model.named_modules() if isinstance(m, DRS) and m.kind == "learnable"}
+    controllers = {
+        f"{name}.fc.weight" for name, m in model.named_modules() if isinstance(m, DRS) and m.kind == "learnable"
+    }
     # a network trained on other classes (e.g. the corpus of `drs pretrain-backbone`): its 1x1
     # classifier stays new, as the paper's new layers
     head = {"classifier.weight", "classifier.bias"}
@@ -332,7 +341,9 @@ def load_classifier_checkpoint(model: DRSClassifier, state: Mapping[str, Any], p
     for key, value in state.items():
         if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise UserError(f"classifier checkpoint {path}: {key!r} has shape {got}; expected {tuple(expected[key].shape)}")
+            raise UserError(
+                f"classifier checkpoint {path}: {key!r} has shape {got}; expected {tuple(expected[key].shape)}"
+            )
     with torch.no_grad():
         for key, value in state.items():
             expected[key].copy_(value)
@@ -372,7 +383,9 @@ def load_extra_weights(model: DRSClassifier, state: Mapping[str, Any], path: str
                 target = getattr(conv, name)
                 if source is None or source.shape != target.shape:
                     got = None if source is None else tuple(source.shape)
-                    raise UserError(f"weights file {path}: 'extra.{index}.{name}' has shape {got}; expected {tuple(target.shape)}")
+                    raise UserError(
+                        f"weights file {path}: 'extra.{index}.{name}' has shape {got}; expected {tuple(target.shape)}"
+                    )
                 target.copy_(source)
     return True
 

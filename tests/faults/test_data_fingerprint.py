@@ -28,9 +28,16 @@ from drs.settings import PseudoLabelSettings
 
 # the issue's $S, at 48 px to stay fast
 SETTINGS = dict(
-    width=0.125, batch_norm=True, extra_batch_norm=True, stages=3, pretrained="none", input_size=48,
-    crop_size=40, epochs=1, batch_size=4,
-)  # fmt: skip
+    width=0.125,
+    batch_norm=True,
+    extra_batch_norm=True,
+    stages=3,
+    pretrained="none",
+    input_size=48,
+    crop_size=40,
+    epochs=1,
+    batch_size=4,
+)
 
 
 def spec(seed: int) -> SynthSpec:
@@ -101,7 +108,15 @@ def test_segmenter_rerun_on_changed_labels_trains_afresh(data, tmp_path, caplog)
     for image_id in voc.ids:
         save_label_png(labels / f"{image_id}.png", voc.load_mask(image_id))
     settings = SegmenterSettings.from_dict(
-        dict(backbone="resnet18", width=0.125, pretrained="none", epochs=1, batch_size=4, crop_size=32, scale_range=[1.0, 1.0])
+        dict(
+            backbone="resnet18",
+            width=0.125,
+            pretrained="none",
+            epochs=1,
+            batch_size=4,
+            crop_size=32,
+            scale_range=[1.0, 1.0],
+        )
     )
     out = tmp_path / "seg"
     before = digest(train_segmenter(ds, "train", labels, out, settings))
@@ -163,14 +178,20 @@ def test_store_ids_absent_from_the_dataset_are_refused(data, tmp_path):
     """The dataset lacks the store's ids: no "mask not found" and, following that message's
     --missing-saliency threshold hint, no labels for ids the dataset does not have."""
     ds, _, _, store = data
-    small = generate(tmp_path / "small", SynthSpec(seed=1, num_train=4, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2), workers=1)
+    small = generate(
+        tmp_path / "small",
+        SynthSpec(seed=1, num_train=4, num_val=2, image_size=48, num_classes=3, object_size=(20, 32), clutter=2),
+        workers=1,
+    )
     train_txt = small / "ImageSets/Segmentation/train.txt"
     train_txt.write_text("".join(f"other_{i}\n" for i in range(4)))
     with pytest.raises(UserError, match=r"8 of its 8 images are not in .*small's split 'train'"):
         evaluate_store(store, small)
     out = tmp_path / "labels"
     with pytest.raises(UserError, match="images are not in") as err:
-        generate_pseudo_labels(store, out, dataset=small, settings=PseudoLabelSettings(missing_saliency="threshold"), workers=1)
+        generate_pseudo_labels(
+            store, out, dataset=small, settings=PseudoLabelSettings(missing_saliency="threshold"), workers=1
+        )
     assert str(ds.resolve()) in str(err.value) and not out.exists()
 
 
@@ -179,9 +200,12 @@ def test_store_without_fingerprint_is_used_with_a_warning(data, tmp_path, caplog
     ds = data[0]
     voc = VOCDataset(ds, "train")
     old = tmp_path / "old.h5"
-    with MapStore(data[3]) as src, MapStoreWriter(
-        old, class_names=src.class_names, scales=src.scales, flip=False, stage="cam", split="train", dataset=str(ds)
-    ) as writer:
+    with (
+        MapStore(data[3]) as src,
+        MapStoreWriter(
+            old, class_names=src.class_names, scales=src.scales, flip=False, stage="cam", split="train", dataset=str(ds)
+        ) as writer,
+    ):
         writer.add_store(src)
     with caplog.at_level("WARNING"):
         assert evaluate_store(old, ds)["num_images"] == len(voc)

@@ -22,8 +22,17 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_split, save_label_png
 from drs.errors import UserError
 
-CLASSIFIER = {"width": 0.125, "batch_norm": True, "extra_batch_norm": True, "stages": 3, "pretrained": "none",
-              "input_size": 64, "crop_size": 56, "epochs": 1, "batch_size": 4}  # fmt: skip
+CLASSIFIER = {
+    "width": 0.125,
+    "batch_norm": True,
+    "extra_batch_norm": True,
+    "stages": 3,
+    "pretrained": "none",
+    "input_size": 64,
+    "crop_size": 56,
+    "epochs": 1,
+    "batch_size": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,16 @@ def checkpoint(dataset, tmp_path_factory) -> Path:
     settings = ClassifierSettings.from_dict(CLASSIFIER)
     voc = VOCDataset(dataset, "train")
     model = build_classifier(voc.num_classes, settings, "learnable", None)
-    record = {"kind": "classifier", "model_config": model.config, "settings": {}, "drs": "learnable",
-              "delta": None, "class_names": list(voc.class_names), "dataset": str(dataset), "split": "train"}  # fmt: skip
+    record = {
+        "kind": "classifier",
+        "model_config": model.config,
+        "settings": {},
+        "drs": "learnable",
+        "delta": None,
+        "class_names": list(voc.class_names),
+        "dataset": str(dataset),
+        "split": "train",
+    }
     return save_model(model, record, tmp_path_factory.mktemp("clf"))
 
 
@@ -126,8 +143,9 @@ def _store_from_masks(voc: VOCDataset, path: Path) -> Path:
     """A map store whose maps are the ground-truth masks (no model needed)."""
     from drs.maps import MapStoreWriter
 
-    with MapStoreWriter(path, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split=voc.split,
-                        dataset=voc.root) as writer:  # fmt: skip
+    with MapStoreWriter(
+        path, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split=voc.split, dataset=voc.root
+    ) as writer:
         for image_id in voc.ids:
             mask = voc.load_mask(image_id)
             classes = voc.labels(image_id)
@@ -196,7 +214,9 @@ def test_checkpoint_missing_key_named(checkpoint, tmp_path):
 def test_checkpoint_unexpected_key_named(checkpoint, tmp_path):
     from drs.classifier import load_classifier
 
-    bad = _tampered(checkpoint, tmp_path, lambda d: d["state_dict"].update({"extra.weight": d["state_dict"]["classifier.weight"]}))
+    bad = _tampered(
+        checkpoint, tmp_path, lambda d: d["state_dict"].update({"extra.weight": d["state_dict"]["classifier.weight"]})
+    )
     with pytest.raises(UserError, match=rf"{bad}: .*unexpected.*'extra.weight'"):
         load_classifier(bad)
 
@@ -281,8 +301,19 @@ def test_train_classifier_settings_string_epochs(dataset, tmp_path, capsys):
 
 def test_extract_scales_must_be_positive(dataset, checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        main(["extract-maps", "--model", str(checkpoint), "--dataset", str(dataset), "--out", str(tmp_path / "m.h5"),
-              "--scales", "0"])  # fmt: skip
+        main(
+            [
+                "extract-maps",
+                "--model",
+                str(checkpoint),
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(tmp_path / "m.h5"),
+                "--scales",
+                "0",
+            ]
+        )
     assert stop.value.code == 2
     assert "--scales: must be a positive integer, got '0'" in capsys.readouterr().err
     assert not (tmp_path / "m.h5").exists()
@@ -382,8 +413,9 @@ def test_refiner_names_maps_of_another_size(ds, tmp_path):
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
-    with MapStoreWriter(store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train",
-                        dataset=ds) as writer:  # fmt: skip
+    with MapStoreWriter(
+        store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train", dataset=ds
+    ) as writer:
         for n, image_id in enumerate(voc.ids):
             classes = voc.labels(image_id)
             size = (40, 40) if n == 1 else voc.load_mask(image_id).shape
@@ -401,8 +433,9 @@ def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
-    with MapStoreWriter(store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train",
-                        dataset=ds) as writer:  # fmt: skip
+    with MapStoreWriter(
+        store, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train", dataset=ds
+    ) as writer:
         writer.add(".hidden", [1], np.ones((1, 48, 48), np.float32))
     with pytest.raises(UserError, match=rf"{store}: id '.hidden' starts with a dot"):
         generate_pseudo_labels(store, tmp_path / "labels", ds, PseudoLabelSettings(saliency="none"), workers=1)
@@ -478,8 +511,16 @@ def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     voc = VOCDataset(ds, "val")
     settings = SegmenterSettings.from_dict({"backbone": "resnet18", "width": 0.125, "pretrained": "none"})
     model = build_segmenter(voc.num_classes, settings)
-    record = {"kind": "segmenter", "model_config": model.config, "settings": {}, "class_names": list(voc.class_names),
-              "dataset": str(ds), "split": "train", "labels": "ground-truth", "supervision": "full"}  # fmt: skip
+    record = {
+        "kind": "segmenter",
+        "model_config": model.config,
+        "settings": {},
+        "class_names": list(voc.class_names),
+        "dataset": str(ds),
+        "split": "train",
+        "labels": "ground-truth",
+        "supervision": "full",
+    }
     (tmp_path / "seg").mkdir()
     checkpoint = save_model(model, record, tmp_path / "seg")
     # <ds>/JPEGImages/../../x.jpg and <ds>/SegmentationClass/../../x.png: x.* beside <ds>
@@ -490,8 +531,21 @@ def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     out = tmp_path / "run" / "eval"
     out.mkdir(parents=True)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    rc = main(["evaluate", "--model", str(checkpoint), "--dataset", str(ds), "--split", "val",
-               "--predictions", str(out / "predictions"), "--out", str(out / "segmentation.json")])  # fmt: skip
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(checkpoint),
+            "--dataset",
+            str(ds),
+            "--split",
+            "val",
+            "--predictions",
+            str(out / "predictions"),
+            "--out",
+            str(out / "segmentation.json"),
+        ]
+    )
     assert rc == 2
     assert "val.txt:3: id '../../x' contains a path separator" in capsys.readouterr().err
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}

@@ -22,8 +22,18 @@ RECOVER = REPO / "scripts" / "snakemake_recover.py"
 
 def recover(workdir: Path, config: Path) -> subprocess.CompletedProcess:
     """What `make run` runs first, for the workflow of this repository in ``workdir``."""
-    cmd = [sys.executable, str(RECOVER), "--directory", str(workdir), "--",
-           str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", str(config)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(RECOVER),
+        "--directory",
+        str(workdir),
+        "--",
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(config),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -82,8 +92,9 @@ def test_killed_run_recovers_the_way_make_run_does(workdir):
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", str(path), "--cores", "1"]
-    run = subprocess.Popen([*cmd, "--", "data"], cwd=workdir, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    run = subprocess.Popen(
+        [*cmd, "--", "data"], cwd=workdir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     incomplete = workdir / ".snakemake" / "incomplete"
     deadline = time.monotonic() + 120
     while not (incomplete.is_dir() and any(incomplete.iterdir())):  # a job has started

@@ -34,8 +34,17 @@ from drs.maps import MapStore, MapStoreWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
-CLASSIFIER = {"width": 0.125, "batch_norm": True, "extra_batch_norm": True, "stages": 3, "pretrained": "none",
-              "input_size": 48, "crop_size": 40, "epochs": 1, "batch_size": 4}  # fmt: skip
+CLASSIFIER = {
+    "width": 0.125,
+    "batch_norm": True,
+    "extra_batch_norm": True,
+    "stages": 3,
+    "pretrained": "none",
+    "input_size": 48,
+    "crop_size": 40,
+    "epochs": 1,
+    "batch_size": 4,
+}
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -53,8 +62,9 @@ def _error_lines(err: str) -> list[str]:
 
 def _write_store(path: Path, root: Path, split: str = "train") -> Path:
     voc = VOCDataset(root, split)
-    with MapStoreWriter(path, class_names=voc.class_names, scales=[48], flip=False, stage="cam", split=split,
-                        dataset=str(root)) as writer:  # fmt: skip
+    with MapStoreWriter(
+        path, class_names=voc.class_names, scales=[48], flip=False, stage="cam", split=split, dataset=str(root)
+    ) as writer:
         for image_id in voc.ids:
             mask = voc.load_mask(image_id)
             classes = voc.labels(image_id)
@@ -86,8 +96,16 @@ def classifier(tmp_path_factory, data):
     root, _ = data
     settings = ClassifierSettings.from_dict(CLASSIFIER)
     model = build_classifier(len(VOCDataset(root, "train").class_names) - 1, settings, "learnable", None)
-    record = {"kind": "classifier", "model_config": model.config, "settings": {}, "drs": "learnable", "delta": None,
-              "class_names": list(VOCDataset(root, "train").class_names), "dataset": str(root), "split": "train"}  # fmt: skip
+    record = {
+        "kind": "classifier",
+        "model_config": model.config,
+        "settings": {},
+        "drs": "learnable",
+        "delta": None,
+        "class_names": list(VOCDataset(root, "train").class_names),
+        "dataset": str(root),
+        "split": "train",
+    }
     return save_model(model, record, tmp_path_factory.mktemp("classifier"))
 
 
@@ -97,9 +115,13 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs (skipped where mounting is not permitted), unmounted afterwards."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); the simulated tests cover it")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); the simulated tests cover it"
+        )
     try:
         yield mount
     finally:
@@ -163,7 +185,17 @@ def test_evaluate_never_replaces_the_saliency_maps(own_data, tmp_path, monkeypat
     monkeypatch.setattr(drs.evaluate, "Predictor", Background)
     saliency = root / "saliency_map"
     before = _files(saliency)
-    args = ["evaluate", "--model", "model.pt", "--dataset", str(root), "--split", "val", "--out", str(tmp_path / "m.json")]
+    args = [
+        "evaluate",
+        "--model",
+        "model.pt",
+        "--dataset",
+        str(root),
+        "--split",
+        "val",
+        "--out",
+        str(tmp_path / "m.json"),
+    ]
     assert main([*args, "--predictions", str(saliency)]) == 2
     err = capsys.readouterr().err
     assert str(saliency) in err and len(_error_lines(err)) == 1
@@ -178,8 +210,24 @@ def test_evaluate_never_replaces_the_saliency_maps(own_data, tmp_path, monkeypat
 def test_extract_maps_never_writes_in_the_dataset(data, classifier, capsys):
     root, _ = data
     out = root / "JPEGImages" / "maps.h5"
-    assert main(["extract-maps", "--model", str(classifier), "--dataset", str(root), "--split", "val",
-                 "--out", str(out), "--scales", "48"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "extract-maps",
+                "--model",
+                str(classifier),
+                "--dataset",
+                str(root),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--scales",
+                "48",
+            ]
+        )
+        == 2
+    )
     assert "inside the dataset folder" in capsys.readouterr().err
     assert not out.exists() and not _leftovers(out.parent)
 
@@ -218,8 +266,15 @@ def many(tmp_path_factory):
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     (root / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")
     (root / "class_names.txt").write_text("background\na\nb\n")
-    with MapStoreWriter(root.parent / "many.h5", class_names=["background", "a", "b"], scales=[32], flip=False,
-                        stage="cam", split="train", dataset=str(root)) as writer:  # fmt: skip
+    with MapStoreWriter(
+        root.parent / "many.h5",
+        class_names=["background", "a", "b"],
+        scales=[32],
+        flip=False,
+        stage="cam",
+        split="train",
+        dataset=str(root),
+    ) as writer:
         for image_id in ids:
             writer.add(image_id, [1, 2], np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32))
     return root, root.parent / "many.h5"
@@ -227,8 +282,21 @@ def many(tmp_path_factory):
 
 def _start_slow_run(store: Path, out: Path, root: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-c", SLOW_RUN, "pseudo-labels", str(store), "--out", str(out), "--dataset", str(root),
-           "--saliency", "none", "--workers", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        SLOW_RUN,
+        "pseudo-labels",
+        str(store),
+        "--out",
+        str(out),
+        "--dataset",
+        str(root),
+        "--saliency",
+        "none",
+        "--workers",
+        "2",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -280,8 +348,23 @@ def test_killed_pseudo_labels_leave_no_workers(many, tmp_path, signum):
     finally:
         _kill(run, *workers)
     # what a killed run leaves (a hidden partial folder, an unlocked lock file) does not block the next
-    assert main(["pseudo-labels", str(store), "--out", str(out), "--dataset", str(root), "--saliency", "none",
-                 "--workers", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pseudo-labels",
+                str(store),
+                "--out",
+                str(out),
+                "--dataset",
+                str(root),
+                "--saliency",
+                "none",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(list(out.glob("*.png"))) == 48 and _leftovers(tmp_path) == []
 
 
@@ -292,8 +375,23 @@ def test_second_pseudo_labels_run_is_refused(many, tmp_path, capsys):
     workers = []
     try:
         workers = _wait_for_workers(run, out)
-        assert main(["pseudo-labels", str(store), "--out", str(out), "--dataset", str(root), "--saliency", "none",
-                     "--workers", "1"]) == 2  # fmt: skip
+        assert (
+            main(
+                [
+                    "pseudo-labels",
+                    str(store),
+                    "--out",
+                    str(out),
+                    "--dataset",
+                    str(root),
+                    "--saliency",
+                    "none",
+                    "--workers",
+                    "1",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "another run is writing it" in err and str(out) in err
         _, first_err = run.communicate(timeout=60)
@@ -323,8 +421,13 @@ def test_map_store_on_a_full_disk(small_disk, leave_kib):
     out = small_disk / "s.h5"
     out.write_bytes(b"the previous store")
     _fill(small_disk, leave_kib)
-    done = subprocess.run([sys.executable, "-c", WRITE_STORE, str(out)], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_STORE, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert done.returncode == 1, done.stderr[-2000:]  # an uncaught UserError, not a segmentation fault (-11)
     assert f"UserError: {out}: no space left on device" in done.stderr
     assert len(done.stderr.splitlines()) < 20, done.stderr[:2000]
@@ -338,13 +441,36 @@ def test_extract_maps_on_a_full_disk(data, classifier, small_disk):
     out = small_disk / "s.h5"
     out.write_bytes(b"the previous store")
     _fill(small_disk, 8)
-    done = subprocess.run([sys.executable, "-m", "drs", "extract-maps", "--model", str(classifier), "--dataset", str(root),
-                           "--split", "train", "--out", str(out), "--scales", "48", "--batch-size", "2"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drs",
+            "extract-maps",
+            "--model",
+            str(classifier),
+            "--dataset",
+            str(root),
+            "--split",
+            "train",
+            "--out",
+            str(out),
+            "--scales",
+            "48",
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert _error_lines(done.stderr) == [f"drs extract-maps: error: {out}: no space left on device; the partial "
-                                         "output was removed, free some space and run again"]  # fmt: skip
+    assert _error_lines(done.stderr) == [
+        f"drs extract-maps: error: {out}: no space left on device; the partial "
+        "output was removed, free some space and run again"
+    ]
     assert out.read_bytes() == b"the previous store"
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "s.h5"]
 
@@ -373,8 +499,10 @@ def test_pseudo_labels_on_a_full_disk(data, small_disk, workers, capsys):
     _fill(small_disk, 4)
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert _error_lines(err) == [f"drs pseudo-labels: error: {out}: no space left on device; the partial output was "
-                                 "removed, free some space and run again"]  # fmt: skip
+    assert _error_lines(err) == [
+        f"drs pseudo-labels: error: {out}: no space left on device; the partial output was "
+        "removed, free some space and run again"
+    ]
     assert _files(out) == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "pl"]
 
@@ -397,8 +525,10 @@ def test_overlay_picture_on_a_full_disk(data, small_disk, capsys):
     _fill(small_disk, 0)
     image_id = VOCDataset(root, "train").ids[0]
     assert main(["inspect", str(store), "--id", image_id, "--out", str(out), "--dataset", str(root)]) == 2
-    assert _error_lines(capsys.readouterr().err) == [f"drs inspect: error: {out}: no space left on device; the "
-                                                     "partial output was removed, free some space and run again"]  # fmt: skip
+    assert _error_lines(capsys.readouterr().err) == [
+        f"drs inspect: error: {out}: no space left on device; the "
+        "partial output was removed, free some space and run again"
+    ]
     assert out.read_bytes() == b"the previous picture"
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "overlay.png"]
 
@@ -436,9 +566,17 @@ def test_report_files_simulated_full_disk(tmp_path, monkeypatch):
 def test_a_full_disk_is_named_in_one_line():
     from drs.fileio import write_error
 
-    h5py_text = "Can't synchronously write data (file write failed: errno = 28, error message = 'No space left on device')"
-    for err in (OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EDQUOT, "Disk quota exceeded"),
-                RuntimeError(h5py_text)):  # fmt: skip
+    h5py_text = (
+        "Can't synchronously write data (file write failed: errno = 28, error message = 'No space left on device')"
+    )
+    for err in (
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        RuntimeError(h5py_text),
+    ):
         message = str(write_error("out/s.h5", err))
         assert message.startswith("out/s.h5: no space left on device") and "\n" not in message
-    assert str(write_error("out/s.h5", OSError(errno.EACCES, "Permission denied"))) == "out/s.h5: cannot write (Permission denied)"
+    assert (
+        str(write_error("out/s.h5", OSError(errno.EACCES, "Permission denied")))
+        == "out/s.h5: cannot write (Permission denied)"
+    )

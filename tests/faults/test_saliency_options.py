@@ -43,7 +43,9 @@ def dataset(synthetic, tmp_path):
 def store_of(root: Path, path: Path) -> Path:
     """A map store of the training split whose maps are the ground-truth masks."""
     voc = VOCDataset(root, "train")
-    with MapStoreWriter(path, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train", dataset=str(root)) as writer:
+    with MapStoreWriter(
+        path, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split="train", dataset=str(root)
+    ) as writer:
         for image_id in voc.ids:
             mask, classes = voc.load_mask(image_id), voc.labels(image_id)
             writer.add(image_id, classes, np.stack([(mask == c).astype(np.float32) for c in classes]))
@@ -111,11 +113,30 @@ def test_eval_maps_takes_the_pseudo_label_options(dataset, tmp_path):
     none = evaluate_store(store, root, PseudoLabelSettings(saliency="none"))
     assert none["background_cue"] == "threshold" and none["miou"] == none["miou_threshold"]
     out = tmp_path / "cam.json"
-    assert main(["eval-maps", str(store), "--dataset", str(root), "--out", str(out), "--missing-saliency", "threshold"]) == 0
+    assert (
+        main(["eval-maps", str(store), "--dataset", str(root), "--out", str(out), "--missing-saliency", "threshold"])
+        == 0
+    )
     assert json.loads(out.read_text())["threshold_images"] == 1
     # the same background cues as drs pseudo-labels: one label set, one score
     labels = tmp_path / "labels"
-    assert main(["pseudo-labels", str(store), "--out", str(labels), "--dataset", str(root), "--missing-saliency", "threshold", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "pseudo-labels",
+                str(store),
+                "--out",
+                str(labels),
+                "--dataset",
+                str(root),
+                "--missing-saliency",
+                "threshold",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     scored = tmp_path / "scored.json"
     assert main(["score-labels", str(labels), "--dataset", str(root), "--split", "train", "--out", str(scored)]) == 0
     assert json.loads(scored.read_text())["miou"] == pytest.approx(result["miou"])

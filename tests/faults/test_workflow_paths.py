@@ -22,14 +22,34 @@ SPACED_RESULTS_DIR = "out/wf space é"
 
 # the options of the rules' commands that take a path under results_dir
 RESULT_OPTIONS = {
-    "--out", "--json", "--model", "--store", "--predictions", "--summary", "--out-dir",
-    "--pseudo-labels", "--segmenter", "--figure", "--downloads", ">",
-}  # fmt: skip
+    "--out",
+    "--json",
+    "--model",
+    "--store",
+    "--predictions",
+    "--summary",
+    "--out-dir",
+    "--pseudo-labels",
+    "--segmenter",
+    "--figure",
+    "--downloads",
+    ">",
+}
 SHELL_RULES = {
-    "check_dataset", "train_classifier", "extract_maps", "eval_maps", "train_refiner",
-    "extract_refined_maps", "pseudo_labels", "score_labels", "train_segmenter", "evaluate",
-    "summary", "compare_cams", "ablation_summary",
-}  # fmt: skip
+    "check_dataset",
+    "train_classifier",
+    "extract_maps",
+    "eval_maps",
+    "train_refiner",
+    "extract_refined_maps",
+    "pseudo_labels",
+    "score_labels",
+    "train_segmenter",
+    "evaluate",
+    "summary",
+    "compare_cams",
+    "ablation_summary",
+}
 
 
 def write_config(path: Path, base: Path = TINY_CONFIG, **changes) -> Path:
@@ -162,9 +182,23 @@ def test_folder_dataset_and_checkout_at_odd_paths(workdir):
         shutil.copy(REPO / name, checkout / name)
     for name in ("workflow", "drs", "envs"):
         shutil.copytree(REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
-    folder = generate(workdir / DATASET_NAME / "VOC ü", SynthSpec(num_train=4, num_val=2, image_size=32, object_size=(12, 20)), workers=1)
+    folder = generate(
+        workdir / DATASET_NAME / "VOC ü",
+        SynthSpec(num_train=4, num_val=2, image_size=32, object_size=(12, 20)),
+        workers=1,
+    )
     config = write_config(workdir / "folder.yaml", dataset="folder", dataset_dir=str(folder))
-    cmd = [str(BIN / "snakemake"), "-s", str(checkout / "Snakefile"), "--cores", "1", "--configfile", str(config), "--", "data"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(checkout / "Snakefile"),
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+        "--",
+        "data",
+    ]
     result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((workdir / "results" / "data" / "dataset_check.json").read_text())
