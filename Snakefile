@@ -16,7 +16,7 @@ min_version("9.0")
 # neither); drs.config.load_yaml reads it first.
 if not workflow.overwrite_configfiles:
     sys.path.insert(0, workflow.basedir)
-    from drs.config import load_yaml
+    from drs.config.workflow import load_yaml
     from drs.errors import UserError
 
     if os.path.exists("config.yaml"):  # as `configfile:`, from the working directory
@@ -29,6 +29,8 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/report_helpers.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/maps.smk"
@@ -65,14 +67,14 @@ rule all:
     default_target: True
     input:
         DATASET_CHECK,
-        res("summary.md"),
+        res(paths.SUMMARY),
 
 
 # Every experiment end to end and their comparison (results/ablation/summary.md).
 rule ablation:
     input:
-        res("ablation/summary.md"),
-        res("drs_vs_cam.md"),
+        res(paths.ABLATION_SUMMARY),
+        res(paths.COMPARISON) + ".md",
 
 
 rule data:
@@ -82,11 +84,11 @@ rule data:
 
 rule cams:
     input:
-        res("drs_vs_cam.md"),
+        res(paths.COMPARISON) + ".md",
 
 
 # The PASCAL VOC test-server archive of the main experiment (evaluation.test_split: a split
 # without masks; workflow/rules/evaluate.smk, rule test_submission).
 rule voc_test_submission:
     input:
-        res(f"{MAIN}/submission/{TEST_SPLIT}.tar.gz"),
+        res(paths.SUBMISSION, exp=MAIN, split=TEST_SPLIT) + ".tar.gz",

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from drs.bench_voc import CachedNetwork, repeated_split, voc_sized_set
+from drs.bench.pipeline import CachedNetwork
+from drs.bench.voc_set import repeated_split, voc_sized_set
 from drs.cli import main
 from drs.data.voc import VOCDataset
 

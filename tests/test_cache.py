@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, TINY_CONFIG
+from helpers import BIN, REPO, TINY_CONFIG
 
 
 def run(workdir: Path, cache: Path, *args: str) -> str:

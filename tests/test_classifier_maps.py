@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from drs.classifier import ClassifierSettings, load_classifier, train_classifier
+from drs.config.settings import ClassifierSettings
+from drs.store.model_files import load_classifier
+from drs.training.classifier import train_classifier
 from drs.cli import main
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
-from drs.extract import extract_maps
-from drs.maps import MapStore
+from drs.config.settings import MapsSettings
+from drs.inference.maps import extract_maps
+from drs.store.reader import MapStore
 
 SETTINGS = dict(
     width=0.125,
@@ -47,7 +50,7 @@ def test_train_extract_inspect_eval(dataset, trained, tmp_path, capsys):
     assert record["drs"] == "learnable" and record["class_names"][0] == "background"
     assert len(model.drs_modules()) > 0
     store_path = extract_maps(
-        trained, dataset, "train", tmp_path / "train.h5", scales=[40, 48], flip=True, batch_size=3
+        trained, dataset, "train", tmp_path / "train.h5", MapsSettings(scales=[40, 48], flip=True, batch_size=3)
     )
     with MapStore(store_path) as store:
         assert len(store) == 8 and store.stage == "cam" and store.scales == [40, 48]
@@ -113,8 +116,8 @@ def record_names(dataset):
 
 def test_same_seed_gives_identical_maps(dataset, trained, tmp_path):
     again = train_classifier(dataset, "train", tmp_path / "again", ClassifierSettings.from_dict(SETTINGS), "learnable")
-    a = extract_maps(trained, dataset, "train", tmp_path / "a.h5", scales=[48], batch_size=4)
-    b = extract_maps(again, dataset, "train", tmp_path / "b.h5", scales=[48], batch_size=4)
+    a = extract_maps(trained, dataset, "train", tmp_path / "a.h5", MapsSettings(scales=[48], batch_size=4))
+    b = extract_maps(again, dataset, "train", tmp_path / "b.h5", MapsSettings(scales=[48], batch_size=4))
     with MapStore(a) as sa, MapStore(b) as sb:
         for ra, rb in zip(sa, sb):
             assert ra.image_id == rb.image_id
@@ -169,7 +172,7 @@ def test_extract_refuses_other_classes(trained, tmp_path):
         workers=1,
     )
     with pytest.raises(UserError, match="trained on classes"):
-        extract_maps(trained, other, "train", tmp_path / "x.h5", scales=[48])
+        extract_maps(trained, other, "train", tmp_path / "x.h5", MapsSettings(scales=[48]))
     assert not (tmp_path / "x.h5").exists()
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
-from drs.cli import build_parser
+from drs.cli import COMMANDS, parse_args
 
-from conftest import BIN
+from helpers import BIN
 
-SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+SUBCOMMANDS = sorted(COMMANDS)
 
 
 def test_expected_subcommands():
@@ -20,9 +21,19 @@ def test_expected_subcommands():
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args([command, "--help"])
+        parse_args([command, "--help"])
     assert exit_.value.code == 0
     assert f"usage: drs {command}" in capsys.readouterr().out
+
+
+def test_help_lists_every_command_without_loading_a_stage():
+    """`drs --help` reads the command table only: no stage module, no torch."""
+    code = (
+        "import sys; from drs.cli import build_parser; text = build_parser().format_help(); "
+        "print(all(c in text for c in sys.argv[1:]), sorted(m for m in sys.modules if m.startswith(('torch', 'drs.stages'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *SUBCOMMANDS], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "[]"], result.stderr
 
 
 def test_installed_entry_point():

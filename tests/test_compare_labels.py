@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drs.cli import main
-from drs.compare_labels import compare_labels
+from drs.labels.agreement import compare_labels
 from drs.data.voc import save_label_png
 from drs.errors import UserError
 

@@ -1,6 +1,6 @@
 """`drs compare`'s table: each variant's mean ± sd over its seeds, the reference's scoring first."""
 
-from drs.compare import comparison_table
+from drs.report.compare import comparison_table
 
 
 def run(reference, ours, background):

@@ -7,10 +7,11 @@ import copy
 import pytest
 import yaml
 
-from drs.config import check_config, check_schema, dataset_root
+from drs.config.workflow import check_config, dataset_root
+from drs.config.validate import check_schema
 from drs.errors import UserError
 
-from conftest import REPO, snakemake
+from helpers import REPO, snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from drs.data.voc import save_label_png
-from drs.eval_maps import Coverage, evaluate_store
-from drs.settings import PseudoLabelSettings
-from drs.maps import MapStoreWriter
+from drs.labels.coverage import Coverage
+from drs.labels.scoring import evaluate_store
+from drs.config.settings import PseudoLabelSettings
+from drs.store.writer import MapStoreWriter
 
 MASK = np.array([[1, 1, 0, 2], [1, 1, 0, 0]], np.uint8)
 PART = np.array([[1, 0, 0, 2], [0, 0, 0, 0]], np.uint8)

@@ -24,13 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-from drs.classifier import ClassifierSettings, train_classifier
-from drs.config import check_config, ddp_nproc
+from drs.config.settings import ClassifierSettings, MapsSettings
+from drs.training.classifier import train_classifier
+from drs.config.workflow import check_config, ddp_nproc
 from drs.errors import UserError
-from drs.extract import extract_maps
-from drs.maps import MapStore, MapStoreWriter
+from drs.inference.maps import extract_maps
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
 
-from conftest import BIN, REPO, TINY_CONFIG, snakemake
+from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 SETTINGS = dict(
     width=0.125,
@@ -77,7 +79,8 @@ class ToySet(torch.utils.data.Dataset):
 
 
 def toy_fit(out, **options):
-    from drs.train import LoopSettings, fit
+    from drs.config.settings import LoopSettings
+    from drs.training.loop import fit
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1))
@@ -98,14 +101,15 @@ WORKER = (
     TOY
     + """
 import json, sys
-from drs import distributed
-from drs.classifier import ClassifierSettings, train_classifier
-from drs.extract import extract_maps
+from drs.runtime import distributed
+from drs.config.settings import ClassifierSettings, MapsSettings
+from drs.training.classifier import train_classifier
+from drs.inference.maps import extract_maps
 
 dataset, out, settings, cam = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 train_classifier(dataset, "train", out + "/cam", ClassifierSettings.from_dict(cam), "none")
 model = train_classifier(dataset, "train", out + "/drs", ClassifierSettings.from_dict(settings), "learnable")
-extract_maps(model, dataset, "train", out + "/maps/sharded.h5", scales=[40, 48], flip=True, batch_size=3)
+extract_maps(model, dataset, "train", out + "/maps/sharded.h5", MapsSettings(scales=[40, 48], flip=True, batch_size=3))
 try:
     train_classifier(dataset, "train", out + "/resumed", ClassifierSettings.from_dict(settings), "learnable", stop_after_steps=3)
 except KeyboardInterrupt:
@@ -217,7 +221,9 @@ def test_sharded_extraction_gives_the_one_process_store(dataset, ddp_runs, tmp_p
     sharded = out / "maps" / "sharded.h5"
     assert [p.name for p in sharded.parent.iterdir()] == ["sharded.h5"]  # parts (and a stale one) removed
     model = out / "drs" / "model.pt"
-    single = extract_maps(model, dataset, "train", tmp_path / "single.h5", scales=[40, 48], flip=True, batch_size=3)
+    single = extract_maps(
+        model, dataset, "train", tmp_path / "single.h5", MapsSettings(scales=[40, 48], flip=True, batch_size=3)
+    )
     with MapStore(single) as a, MapStore(sharded) as b:
         assert a.ids == b.ids and len(a) == 8
         for ra, rb in zip(a, b):
@@ -232,8 +238,8 @@ def test_shard_loader_splits_each_global_batch_across_processes(dataset):
     from drs.data.datasets import ClassificationSet
     from drs.data.transforms import classification_transform
     from drs.data.voc import VOCDataset
-    from drs.distributed import shard_loader
-    from drs.train import data_loader
+    from drs.runtime.distributed import shard_loader
+    from drs.training.scaffold import data_loader
 
     settings = ClassifierSettings.from_dict(SETTINGS)
     data = ClassificationSet(VOCDataset(dataset, "train"), classification_transform(48, 40))
@@ -264,7 +270,7 @@ def test_shard_loader_splits_each_global_batch_across_processes(dataset):
 def test_sync_batchnorm_conversion_shares_parameters_and_is_undone():
     from torch import nn
 
-    from drs.distributed import convert_sync_batchnorm
+    from drs.runtime.distributed import convert_sync_batchnorm
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
     weight, bn = model[1].weight, model[1]

@@ -12,15 +12,17 @@ from PIL import Image
 from scipy import ndimage
 
 from drs.cli import main
-from drs.crf import crf_labels
+from drs.evaluation.crf import crf_labels
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png
 from drs.errors import UserError
-from drs.evaluate import evaluate, reference_crop
-from drs.segmenter import SegmenterSettings, train_segmenter
-from drs.settings import EvaluationSettings
+from drs.evaluation.evaluate import evaluate
+from drs.inference.segment import reference_crop
+from drs.config.settings import SegmenterSettings
+from drs.training.segmenter import train_segmenter
+from drs.config.settings import EvaluationSettings
 
-from conftest import TINY_SPEC
+from helpers import TINY_SPEC
 
 TINY = dict(
     backbone="resnet18", width=0.125, pretrained="none", epochs=1, batch_size=4, crop_size=40, scale_range=[0.75, 1.25]
@@ -202,7 +204,7 @@ def test_submission_on_a_split_without_masks(model, data, tmp_path):
 
 
 def test_crf_bench_runs_small():
-    from drs.bench import bench_crf, format_crf_result
+    from drs.bench.crf import bench_crf, format_crf_result
 
     result = bench_crf(images=2, height=64, width=80, classes=3, workers=1)
     assert result["single_images_per_s"] > 0 and result["parallel_images_per_s"] > 0 and result["workers"] == 1
@@ -210,7 +212,7 @@ def test_crf_bench_runs_small():
 
 
 def test_config_rules_for_protocol_and_checkpoint():
-    from drs.config import check_config
+    from drs.config.workflow import check_config
 
     base = {"dataset": "synthetic", "experiments": {"drs": {"drs": "learnable"}}, "main_experiment": "drs"}
     check_config({**base, "evaluation": {"protocol": "reference", "scales": [1.0], "flip": False}})

@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import memory_growth_mb
+from helpers import memory_growth_mb
 
-from drs.classifier import ClassifierSettings, train_classifier
+from drs.config.settings import ClassifierSettings
+from drs.training.classifier import train_classifier
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import IMAGE_DIR, SPLIT_DIR
@@ -25,8 +26,9 @@ MAX_GROWTH_PER_IMAGE_MB = 0.1  # the store's own metadata is ~0.01 MB per image
 # The store writer's add() reports the resident memory after the FIRST-th and the LAST-th image.
 PROBE = """
 import json, sys
-import drs.maps as maps
-from drs.extract import extract_maps
+import drs.store.writer as maps
+from drs.config.settings import MapsSettings
+from drs.inference.maps import extract_maps
 
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -40,7 +42,7 @@ def counting_add(self, *args):
         seen[len(self)] = rss_mb()
 maps.MapStoreWriter.add = counting_add
 checkpoint, dataset, out = sys.argv[1:4]
-extract_maps(checkpoint, dataset, "many", out, scales=[128], batch_size=8)
+extract_maps(checkpoint, dataset, "many", out, MapsSettings(scales=[128], batch_size=8))
 print(json.dumps(seen))
 """ % {"first": FIRST, "last": LAST}
 

@@ -10,14 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drs.classifier import ClassifierSettings, load_classifier, train_classifier
+from drs.config.settings import ClassifierSettings
+from drs.store.model_files import load_classifier
+from drs.training.classifier import train_classifier
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.transforms import to_normalized_tensor
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.extract import combine, extract_maps
-from drs.maps import MapStore, MapStoreWriter
+from drs.config.settings import MapsSettings
+from drs.inference.maps import combine, extract_maps
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
 
 SETTINGS = dict(
     width=0.125,
@@ -89,8 +93,22 @@ def _assert_same(a, b):
 
 
 def test_workers_and_deflate_threads_leave_the_store_unchanged(dataset, checkpoint, tmp_path):
-    serial = extract_maps(checkpoint, dataset, "train", tmp_path / "serial.h5", SCALES, FLIP, BATCH, workers=0)
-    parallel = extract_maps(checkpoint, dataset, "train", tmp_path / "parallel.h5", SCALES, FLIP, BATCH, workers=2)
+    serial = extract_maps(
+        checkpoint,
+        dataset,
+        "train",
+        tmp_path / "serial.h5",
+        MapsSettings(scales=SCALES, flip=FLIP, batch_size=BATCH),
+        workers=0,
+    )
+    parallel = extract_maps(
+        checkpoint,
+        dataset,
+        "train",
+        tmp_path / "parallel.h5",
+        MapsSettings(scales=SCALES, flip=FLIP, batch_size=BATCH),
+        workers=2,
+    )
     _assert_same(serial, parallel)
     with MapStore(parallel) as store:
         assert len(store) == 10 and store.read(store.ids[0]).maps.shape[1:] == (40, 48)
@@ -116,8 +134,17 @@ def test_workers_resize_as_the_process_does_at_its_thread_count(synth_dataset, t
     model = train_classifier(
         root, "train", tmp_path / "classifier", ClassifierSettings.from_dict(settings), "learnable"
     )
-    serial = extract_maps(model, root, "train", tmp_path / "serial.h5", [96, 160], True, 3, workers=0)
-    parallel = extract_maps(model, root, "train", tmp_path / "parallel.h5", [96, 160], True, 3, workers=2)
+    serial = extract_maps(
+        model, root, "train", tmp_path / "serial.h5", MapsSettings(scales=[96, 160], flip=True, batch_size=3), workers=0
+    )
+    parallel = extract_maps(
+        model,
+        root,
+        "train",
+        tmp_path / "parallel.h5",
+        MapsSettings(scales=[96, 160], flip=True, batch_size=3),
+        workers=2,
+    )
     _assert_same(serial, parallel)
 
 
@@ -143,7 +170,14 @@ def test_maps_match_the_original_per_image_loop(dataset, checkpoint, tmp_path):
             for image_id, image, raw in zip(chunk, images, raws):
                 maps = combine(raw, voc.labels(image_id), image.shape[:2]).clamp_(0, 1)
                 expected[image_id] = (maps * 255).round_().to(torch.uint8).numpy()
-    store = extract_maps(checkpoint, dataset, "train", tmp_path / "maps.h5", SCALES, FLIP, BATCH, workers=2)
+    store = extract_maps(
+        checkpoint,
+        dataset,
+        "train",
+        tmp_path / "maps.h5",
+        MapsSettings(scales=SCALES, flip=FLIP, batch_size=BATCH),
+        workers=2,
+    )
     with MapStore(store) as s:
         assert s.ids == voc.ids
         for record in s:
@@ -184,7 +218,14 @@ def test_unreadable_image_is_named_through_loader_workers(dataset, checkpoint, t
     broken.write_bytes(b"not a jpeg")
     try:
         with pytest.raises(UserError, match=rf"^{broken}: cannot decode image"):
-            extract_maps(checkpoint, dataset, "train", tmp_path / "maps.h5", SCALES, FLIP, BATCH, workers=2)
+            extract_maps(
+                checkpoint,
+                dataset,
+                "train",
+                tmp_path / "maps.h5",
+                MapsSettings(scales=SCALES, flip=FLIP, batch_size=BATCH),
+                workers=2,
+            )
     finally:
         broken.write_bytes(saved)
     assert not (tmp_path / "maps.h5").exists()
@@ -193,7 +234,7 @@ def test_unreadable_image_is_named_through_loader_workers(dataset, checkpoint, t
 def test_images_are_resized_on_the_device_not_before(monkeypatch):
     """On a GPU the resize to each scale must run there (off the CPU): forward_scales moves each
     decoded image to the device before resizing it. The 'meta' device stands in for a GPU."""
-    import drs.extract as extract
+    import drs.inference.maps as extract
 
     seen = []
 

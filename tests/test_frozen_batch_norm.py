@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from drs.classifier import ClassifierSettings
+from drs.config.settings import ClassifierSettings
 from drs.errors import UserError
-from drs.models.vgg import build_classifier, drs_vgg16
+from drs.training.classifier import build_classifier
+from drs.models.vgg import drs_vgg16
 
 NET = {"width": 0.125, "batch_norm": True, "extra_batch_norm": True, "stages": 3}
 

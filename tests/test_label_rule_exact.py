@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from drs.pseudo_labels import IGNORE, first_argmax, pseudo_label
+from drs.data.voc import IGNORE
+from drs.labels.rule import first_argmax, pseudo_label
 
 
 def oracle(classes, maps, saliency, alpha, bg_threshold, conflict_score, saliency_threshold):
@@ -39,5 +40,7 @@ def test_labels_equal_the_plain_formulation(use_saliency):
         classes = np.sort(rng.choice(np.arange(1, 21), k, replace=False))
         maps = rng.integers(0, 256, (k, 13, 17)) / 255.0  # store values, ties with the background
         saliency = rng.integers(0, 256, (13, 17)) / 255.0 if use_saliency else None
-        args = (classes, maps, saliency, 0.2, 0.2, 0.1, 50.0)
-        assert np.array_equal(pseudo_label(*args), oracle(*args))
+        rule = dict(alpha=0.2, bg_threshold=0.2, conflict_score=0.1, saliency_threshold=50.0)
+        assert np.array_equal(
+            pseudo_label(classes, maps, saliency, **rule), oracle(classes, maps, saliency, *rule.values())
+        )

@@ -4,10 +4,9 @@ normalisation, the flipped pass flipped back, the maximum over scales; on hand-m
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from drs.extract import combine, forward_scales
+from drs.inference.maps import combine, forward_scales
 
 
 def t(rows) -> torch.Tensor:

@@ -16,7 +16,10 @@ from drs import __version__
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.maps import SCHEMA_VERSION, MapStore, MapStoreWriter, partial_path, summary
+from drs.store.format import SCHEMA_VERSION, partial_path
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
+from drs.store.inspect import summary
 
 SIZE = 48
 NAMES = ["background", "a", "b", "c"]

@@ -12,7 +12,8 @@ from torch import nn
 from torchvision.models import vgg as tv_vgg
 
 from drs.errors import UserError
-from drs.models import DRS, DRSClassifier, activation, drs_vgg16, imagenet_weights_path
+from drs.models.drs import DRS, activation
+from drs.models.vgg import DRSClassifier, drs_vgg16, imagenet_weights_path
 
 SMALL = 0.25  # width used wherever width 1 is not essential
 

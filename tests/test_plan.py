@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from drs import plan
+from drs.config import plan
 
 
 def config(experiments: dict, main: str = "drs", baseline_in_all: bool = True) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from drs.progress import MIB, StepProgress, TransferProgress, format_duration
+from drs.util.progress import MIB, StepProgress, TransferProgress, format_duration
 
 log = logging.getLogger("drs.test_progress")
 

@@ -12,10 +12,10 @@ from drs.cli import main
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
-from drs.maps import MapStoreWriter
-from drs.protocol import reference_label
-from drs.pseudo_labels import pseudo_label
-from drs.report import comparison_rows
+from drs.store.writer import MapStoreWriter
+from drs.labels.rule import reference_label
+from drs.labels.rule import pseudo_label
+from drs.report.tables import comparison_rows
 
 
 def test_reference_label_ignores_nothing():

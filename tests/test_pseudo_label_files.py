@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drs import pseudo_labels as pl
+from drs.labels import writer as pl
 from drs.cli import main
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
-from drs.maps import MapStore, MapStoreWriter
-from drs.pseudo_labels import pseudo_label, write_pseudo_labels
-from drs.score_labels import score_labels
-from drs.settings import PseudoLabelSettings
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
+from drs.labels.rule import pseudo_label
+from drs.labels.writer import write_pseudo_labels
+from drs.labels.scoring import score_labels
+from drs.config.settings import PseudoLabelSettings
 
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
 
@@ -96,7 +98,14 @@ def test_file_equals_the_rule(setup, tmp_path):
     with MapStore(store) as s:
         for image_id in s.ids[:2]:
             record = s.read(image_id)
-            expected = pseudo_label(record.classes, record.float(), voc.load_saliency(image_id), 0.3, 0.2, 0.8)
+            expected = pseudo_label(
+                record.classes,
+                record.float(),
+                voc.load_saliency(image_id),
+                alpha=0.3,
+                bg_threshold=0.2,
+                conflict_score=0.8,
+            )
             assert np.array_equal(read_label_png(out / f"{image_id}.png"), expected)
 
 
@@ -116,7 +125,7 @@ def test_threshold_background_without_saliency(setup, tmp_path):
     )
     with MapStore(store) as s:
         record = s.read(s.ids[0])
-    expected = pseudo_label(record.classes, record.float(), None, 0.2, 0.35, 0.9)
+    expected = pseudo_label(record.classes, record.float(), None, alpha=0.2, bg_threshold=0.35, conflict_score=0.9)
     assert np.array_equal(read_label_png(out / f"{record.image_id}.png"), expected)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drs.metrics import SegmentationScore
-from drs.pseudo_labels import pseudo_label
+from drs.evaluation.metrics import SegmentationScore
+from drs.labels.rule import pseudo_label
 
 
 def test_object_cue_background_and_alpha():

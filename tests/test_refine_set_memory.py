@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import memory_growth_mb
+from helpers import memory_growth_mb
 
-from drs.bench_voc import repeated_split, synthetic_store, voc_sized_set
+from drs.bench.voc_set import repeated_split, synthetic_store, voc_sized_set
 
 FIRST, LAST = 50, 200  # resident memory is compared after these many items
 MAX_GROWTH_PER_ITEM_MB = 0.2  # without the trim: 0.67; with it 0.00-0.08 (one full-suite run)

@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 from drs.data.datasets import RefineSet, arg_max_only
 from drs.data.transforms import normalize
 from drs.data.voc import VOCDataset
-from drs.maps import MapStoreWriter
+from drs.store.writer import MapStoreWriter
 
 
 def dense_item(data: RefineSet, index: int):

@@ -9,11 +9,12 @@ import torch
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
-from drs.extract import REFINED_SCORE_SCALE, combine, extract_maps
-from drs.maps import MapStore
+from drs.config.settings import MapsSettings
+from drs.inference.maps import REFINED_SCORE_SCALE, combine, extract_maps
+from drs.store.reader import MapStore
 from drs.models.vgg import drs_vgg16
-from drs.pseudo_labels import pseudo_label
-from drs.train import save_model
+from drs.labels.rule import pseudo_label
+from drs.store.model_files import save_model
 
 
 def test_combine_keeps_refined_scores_above_one():
@@ -38,7 +39,7 @@ def test_refined_store_holds_scores_above_one_and_they_beat_background(tmp_path)
     record = {"kind": "refiner", "model_config": model.config, "class_names": list(voc.class_names)}
     (tmp_path / "refiner").mkdir()
     ckpt = save_model(model, record, tmp_path / "refiner")
-    store = extract_maps(ckpt, data, "train", tmp_path / "refined.h5", scales=[32], batch_size=2)
+    store = extract_maps(ckpt, data, "train", tmp_path / "refined.h5", MapsSettings(scales=[32], batch_size=2))
     with MapStore(store) as s:
         assert s.score_scale == REFINED_SCORE_SCALE
         rec = s.read(s.ids[0])

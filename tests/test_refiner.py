@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from drs.classifier import ClassifierSettings, load_classifier, train_classifier
+from drs.config.settings import ClassifierSettings
+from drs.store.model_files import load_classifier
+from drs.training.classifier import train_classifier
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.extract import extract_maps
-from drs.maps import MapStore
+from drs.config.settings import MapsSettings
+from drs.inference.maps import extract_maps
+from drs.store.reader import MapStore
 from drs.data.datasets import RefineSet, arg_max_only
-from drs.refiner import RefinerSettings, train_refiner
+from drs.config.settings import RefinerSettings
+from drs.training.refiner import train_refiner
 
 TINY = dict(
     width=0.125,
@@ -43,7 +47,7 @@ def pipeline(tiny_dataset, tmp_path_factory):
     classifier = train_classifier(
         data, "train", root / "classifier", ClassifierSettings.from_dict({**TINY, "lr": 0.01}), "learnable"
     )
-    store = extract_maps(classifier, data, "train", root / "train.h5", scales=[40, 48], batch_size=4)
+    store = extract_maps(classifier, data, "train", root / "train.h5", MapsSettings(scales=[40, 48], batch_size=4))
     return root, data, store
 
 
@@ -65,7 +69,7 @@ def _aligned_set(tmp_path, input_size, crop_size):
     from PIL import Image
 
     from drs.data.voc import save_label_png
-    from drs.maps import MapStoreWriter
+    from drs.store.writer import MapStoreWriter
 
     root = tmp_path / "aligned"
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
@@ -140,7 +144,9 @@ def test_train_refiner_and_extract_refined_maps(pipeline, refiner):
     assert record["kind"] == "refiner" and not model.drs_modules() and len(record["targets_sha256"]) == 64
     with pytest.raises(UserError, match="not a checkpoint of drs train-classifier"):
         load_classifier(ckpt)
-    refined = extract_maps(ckpt, data, "train", root / "train_refined.h5", scales=[48], flip=True, batch_size=4)
+    refined = extract_maps(
+        ckpt, data, "train", root / "train_refined.h5", MapsSettings(scales=[48], flip=True, batch_size=4)
+    )
     with MapStore(refined) as r, MapStore(store) as c:
         assert r.stage == "refined" and c.stage == "cam"
         assert r.ids == c.ids
@@ -154,7 +160,7 @@ def test_refiner_settings_and_store_errors(pipeline, tmp_path):
         RefinerSettings.from_dict({"epoch": 3})
     with pytest.raises(UserError, match="crop_size"):
         RefinerSettings.from_dict({"input_size": 32, "crop_size": 40})
-    from drs.maps import MapStoreWriter
+    from drs.store.writer import MapStoreWriter
 
     partial = tmp_path / "partial.h5"
     voc = VOCDataset(data, "train")
@@ -188,7 +194,7 @@ def test_reference_refiner_input_and_init(pipeline):
     assert torch.allclose(target, whole, atol=1e-6) or torch.allclose(target, whole.flip(-1), atol=1e-6)
 
     from drs.models.vgg import drs_vgg16
-    from drs.refiner import init_new_layers
+    from drs.training.refiner import init_new_layers
 
     model = drs_vgg16(3, drs="none", width=0.5, stages=3)
     init_new_layers(model, "normal")

@@ -15,9 +15,11 @@ from PIL import Image
 
 from drs.cli import main
 from drs.errors import UserError
-from drs.report import comparison_rows, headline, headline_section, load_metrics, write_report
+from drs.report.tables import comparison_rows, headline
+from drs.report.write import headline_section, write_report
+from drs.report.inputs import load_metrics
 
-from conftest import BIN, REPO
+from helpers import BIN, REPO
 
 NAMES = ["background", "red", "lime", "cyan"]
 
@@ -171,7 +173,7 @@ def tiny_run(tmp_path_factory):
     from drs.data.synth import generate
     from drs.data.synth_spec import SynthSpec
     from drs.data.voc import VOCDataset, save_label_png
-    from drs.maps import MapStoreWriter
+    from drs.store.writer import MapStoreWriter
 
     root = tmp_path_factory.mktemp("report")
     folder = generate(
@@ -201,8 +203,8 @@ def fake_predictor(image):
 
 
 def test_strip_figure_columns_size_and_colours(tiny_run):
-    from drs.maps import MapStore
-    from drs.viz import GAP, StripSources, header, palette_array, pick_strip_ids, strip_figure
+    from drs.store.reader import MapStore
+    from drs.report.figures import GAP, StripSources, header, palette_array, pick_strip_ids, strip_figure
 
     data = tiny_run["data"]
     opened = {name: MapStore(path) for name, path in tiny_run["stores"].items()}
@@ -319,8 +321,8 @@ def test_a_bad_plan_names_its_fault(run_metrics, tmp_path, capsys):
 
 def test_strips_with_a_real_segmenter(tiny_run, run_metrics, tmp_path):
     """The prediction column from a DeepLabV3+ checkpoint of drs train-segmenter, through Predictor."""
-    pytest.importorskip("drs.evaluate")
-    from drs.segmenter import SegmenterSettings, train_segmenter
+    from drs.config.settings import SegmenterSettings
+    from drs.training.segmenter import train_segmenter
 
     settings = SegmenterSettings.from_dict(
         {"backbone": "resnet18", "width": 0.125, "pretrained": "none", "epochs": 1, "batch_size": 2, "crop_size": 32}
@@ -391,7 +393,7 @@ rule summary:
 
 
 def test_coverage_is_printed_under_its_map_column_only(tiny_run):
-    from drs.viz import BACKGROUND, GAP, coverage_footer, coverage_text
+    from drs.report.figures import BACKGROUND, GAP, coverage_footer, coverage_text
 
     assert coverage_text({"part": 0.999, "rest_of_object": 0.5571, "background": 0.171}) == [
         "part 1.00",
@@ -409,7 +411,7 @@ def test_coverage_is_printed_under_its_map_column_only(tiny_run):
 
 
 def test_store_coverage_from_eval_maps_and_score_labels_metrics(tmp_path):
-    from drs.report import store_coverage
+    from drs.report.write import store_coverage
 
     cov = {"part": 0.9, "rest_of_object": 0.5, "background": 0.1}
     refined_cov = {"part": 0.95, "rest_of_object": 0.9, "background": 0.3}

@@ -8,7 +8,8 @@ import argparse
 import numpy as np
 import pytest
 
-from drs.pseudo_labels import binarize_saliency, pseudo_label, saliency_threshold_arg
+from drs.labels.rule import binarize_saliency, pseudo_label
+from drs.config.arguments import saliency_threshold_arg
 
 
 def grey(*values: int) -> np.ndarray:

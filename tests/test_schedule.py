@@ -11,8 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from drs.errors import UserError
-from drs.segmenter import SegmenterSettings
-from drs.train import LoopSettings, fit, poly_decay
+from drs.config.settings import SegmenterSettings
+from drs.config.settings import LoopSettings
+from drs.training.loop import fit
+from drs.training.schedules import poly_decay
 
 
 def _run(tmp_path, loop, **schedule):
@@ -76,12 +78,14 @@ def test_schedule_settings_are_checked():
 def test_best_on_val_keeps_the_best_validation(tmp_path, monkeypatch):
     """segmenter.val_every: a validation every N steps; best.pt holds the model at the best one,
     flagged selected_on_val, and drs evaluate says so in its protocol."""
-    import drs.evaluate
+    import drs.training.validation
     from drs.data.synth import generate
     from drs.data.synth_spec import SynthSpec
     from drs.data.voc import VOCDataset
-    from drs.evaluate import evaluate, validation_miou
-    from drs.segmenter import load_segmenter, train_segmenter
+    from drs.evaluation.evaluate import evaluate
+    from drs.inference.segment import validation_miou
+    from drs.store.model_files import load_segmenter
+    from drs.training.segmenter import train_segmenter
 
     data = generate(
         tmp_path / "data",
@@ -94,7 +98,7 @@ def test_best_on_val_keeps_the_best_validation(tmp_path, monkeypatch):
         seen.append(validation_miou(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(drs.evaluate, "validation_miou", recording)
+    monkeypatch.setattr(drs.training.validation, "validation_miou", recording)
     settings = SegmenterSettings.from_dict(
         dict(
             backbone="resnet18",

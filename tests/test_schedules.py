@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drs.train import poly_decay, step_decay
+from drs.training.schedules import poly_decay, step_decay
 
 
 def test_step_decay_follows_the_reference_milestones():

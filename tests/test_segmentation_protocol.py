@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from drs.data.voc import VOC_CLASSES
-from drs.segmentation_protocol import protocol_lines
-from drs.report import write_report
+from drs.report.protocols import protocol_lines
+from drs.report.write import write_report
 
 
 def _segmentation(names, crf=True, name="reference"):

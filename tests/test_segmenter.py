@@ -12,11 +12,14 @@ from drs.cli import main
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
-from drs.evaluate import Predictor, evaluate
+from drs.inference.segment import Predictor
+from drs.evaluation.evaluate import evaluate
 from drs.data.datasets import SegmentationSet
-from drs.segmenter import SegmenterSettings, load_segmenter, train_segmenter
+from drs.config.settings import SegmenterSettings
+from drs.store.model_files import load_segmenter
+from drs.training.segmenter import train_segmenter
 
-from conftest import TINY_SPEC
+from helpers import TINY_SPEC
 
 TINY = dict(
     backbone="resnet18",

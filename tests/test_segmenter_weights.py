@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torchvision.models import resnet
 
 from drs.errors import UserError
-from drs.segmenter import load_segmenter
-from drs.segmenter_weights import import_segmenter
+from drs.store.model_files import load_segmenter
+from drs.store.authors import import_vainf_segmenter as import_segmenter
 
 NUM_CLASSES = 21
 
@@ -174,7 +174,7 @@ def test_backbone_and_classes_come_from_the_shapes(tmp_path):
 
 def test_a_model_pt_of_the_old_layout_is_named(tmp_path):
     from drs.models.deeplab import deeplabv3plus
-    from drs.train import save_model
+    from drs.store.model_files import save_model
 
     model = deeplabv3plus(3, "resnet18", width=0.125)
     state = {k.replace("classifier.classifier.", "decoder.classifier."): v for k, v in model.state_dict().items()}

@@ -9,13 +9,15 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
-from drs.classifier import ClassifierSettings
-from drs.cli import build_parser
+from helpers import REPO
+from drs.config.settings import ClassifierSettings
+from drs.cli import COMMANDS, parse_args
 from drs.errors import UserError
-from drs.refiner import RefinerSettings
-from drs.segmenter import SegmenterSettings
-from drs.settings import EvaluationSettings, MapsSettings, PseudoLabelSettings, section, settings_from_args
+from drs.config.settings import RefinerSettings
+from drs.config.settings import SegmenterSettings
+from drs.config.settings import EvaluationSettings, MapsSettings, PseudoLabelSettings
+from drs.config.schema import section
+from drs.config.arguments import settings_from_args
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 SECTIONS = [
@@ -137,7 +139,7 @@ def test_schema_enums_are_checked_naming_the_key():
     ],
 )
 def test_stages_take_their_section_and_flags_override_it(argv, cls, expected):
-    settings = settings_from_args(cls, build_parser().parse_args(argv))
+    settings = settings_from_args(cls, parse_args(argv))
     assert asdict(settings) == {**asdict(cls()), **expected}
 
 
@@ -150,7 +152,7 @@ def test_unknown_key_in_settings_is_named(capsys):
 
 def test_md5_rule_is_one_rule():
     """The workflow's schema and `drs download --archives` take the same MD5s: either case, 32 hex digits."""
-    from drs.config import check_schema
+    from drs.config.validate import check_schema
     from drs.data.download import validate_archives
 
     def archives(md5):
@@ -175,7 +177,7 @@ def test_md5_rule_is_one_rule():
 
 
 def test_data_loader_follows_the_device(monkeypatch):
-    from drs.train import data_loader
+    from drs.training.scaffold import data_loader
 
     data = torch.utils.data.TensorDataset(torch.zeros(10, 1))
     settings = ClassifierSettings(batch_size=4)

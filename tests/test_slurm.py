@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, TINY_CONFIG, snakemake
+from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 PROFILES = REPO / "workflow" / "profiles"

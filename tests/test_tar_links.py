@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drs.data.download import safe_extract
+from drs.data.archives import safe_extract
 from drs.errors import UserError
 
 MAPPING = {"VOCdevkit/VOC2012": "."}

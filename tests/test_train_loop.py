@@ -10,9 +10,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from drs import train
+from drs.store.model_files import LAST_CHECKPOINT, MODEL_FILE
+from drs.training.loop import _batch_loss
 from drs.errors import UserError
-from drs.train import LoopSettings, atomic_save, fit, load_checkpoint, save_model
+from drs.config.settings import LoopSettings
+from drs.store.model_files import atomic_save, load_checkpoint, save_model
+from drs.training.loop import fit
 
 CPU = torch.device("cpu")
 
@@ -63,7 +66,7 @@ def test_fit_lowers_the_loss_and_beats_a_constant_predictor(tmp_path):
     assert after < 0.3 * before, (before, after)
     assert accuracy >= 0.95 > majority + 0.15
     # the epoch checkpoint holds the trained weights and the epoch count
-    state = load_checkpoint(tmp_path / train.LAST_CHECKPOINT)
+    state = load_checkpoint(tmp_path / LAST_CHECKPOINT)
     assert state["epoch"] == 5 and torch.equal(state["model"]["weight"], model.weight.detach())
 
 
@@ -106,17 +109,17 @@ def test_fit_refuses_a_non_finite_loss(tmp_path):
             tmp_path,
             device=CPU,
         )
-    assert not (tmp_path / train.LAST_CHECKPOINT).exists()
+    assert not (tmp_path / LAST_CHECKPOINT).exists()
 
 
 def test_sum_and_count_loss_is_divided_by_the_count():
     total = torch.tensor(6.0, requires_grad=True)
-    loss, reported = train._batch_loss((total, 4), distributed=False)
+    loss, reported = _batch_loss((total, 4), distributed=False)
     assert loss.item() == pytest.approx(1.5) and reported.item() == pytest.approx(1.5)
-    loss, _ = train._batch_loss((total, 0), distributed=False)  # nothing counted: no division by 0
+    loss, _ = _batch_loss((total, 0), distributed=False)  # nothing counted: no division by 0
     assert loss.item() == pytest.approx(6.0)
     mean = torch.tensor(0.25)
-    assert train._batch_loss(mean, distributed=False) == (mean, mean)
+    assert _batch_loss(mean, distributed=False) == (mean, mean)
 
 
 # ---------------------------------------------------------------- atomic checkpoints
@@ -134,7 +137,7 @@ def _failing_save(obj, f, *args, **kwargs):
     raise OSError(28, "No space left on device")
 
 
-@pytest.mark.parametrize("name", [train.LAST_CHECKPOINT, train.MODEL_FILE])
+@pytest.mark.parametrize("name", [LAST_CHECKPOINT, MODEL_FILE])
 def test_a_crash_while_saving_keeps_the_previous_file(tmp_path, monkeypatch, name):
     path = tmp_path / name
     atomic_save({"epoch": 1, "w": torch.ones(3)}, path)
@@ -218,7 +221,7 @@ def test_fit_resumes_after_an_interruption_and_ends_like_an_uninterrupted_run(tm
     first = _Counting()
     with pytest.raises(KeyboardInterrupt, match="stopped after 6 steps"):
         run(tmp_path / "cut", stop=6, count=first)  # in epoch 2
-    assert first.calls == 6 and load_checkpoint(tmp_path / "cut" / train.LAST_CHECKPOINT)["epoch"] == 1
+    assert first.calls == 6 and load_checkpoint(tmp_path / "cut" / LAST_CHECKPOINT)["epoch"] == 1
     second = _Counting()
     with caplog.at_level("INFO", logger="drs.train"):
         resumed = run(tmp_path / "cut", count=second)
@@ -250,7 +253,7 @@ def test_fit_logs_the_running_loss(tmp_path, caplog):
     # running: 1, 1.1, 1.29, 1.561
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("toy epoch 1/1 step 2/4 loss 1.1000 lr 1.00e-01 ") for m in messages), messages
-    assert f"toy: epoch 1/1 done, loss 1.5610, checkpoint {tmp_path / train.LAST_CHECKPOINT}" in messages
+    assert f"toy: epoch 1/1 done, loss 1.5610, checkpoint {tmp_path / LAST_CHECKPOINT}" in messages
     assert optimizer.param_groups[0]["lr"] == 0.1  # no schedule: the base rate
 
 
@@ -258,17 +261,17 @@ def test_sum_and_count_loss_under_several_processes(monkeypatch):
     """Two processes holding the same (sum, count): the loss to backpropagate is this process's sum
     over the global count times the process count (DDP then averages the gradients), the reported
     loss the global mean."""
-    from drs import distributed
+    from drs.runtime import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     monkeypatch.setattr(distributed, "all_reduce_mean", lambda value: value.detach().clone())
     total = torch.tensor(6.0, requires_grad=True)
-    loss, reported = train._batch_loss((total, torch.tensor(4)), distributed=True)
+    loss, reported = _batch_loss((total, torch.tensor(4)), distributed=True)
     assert loss.item() == pytest.approx(6.0 * 2 / 8) and reported.item() == pytest.approx(12 / 8)
     loss.backward()
     assert total.grad.item() == pytest.approx(2 / 8)
-    loss, reported = train._batch_loss((total, 0), distributed=True)  # nothing counted anywhere
+    loss, reported = _batch_loss((total, 0), distributed=True)  # nothing counted anywhere
     assert loss.item() == pytest.approx(6.0 * 2) and reported.item() == pytest.approx(12.0)
     mean = torch.tensor(0.5)
-    loss, reported = train._batch_loss(mean, distributed=True)
+    loss, reported = _batch_loss(mean, distributed=True)
     assert loss is mean and reported.item() == 0.5

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import torch
 
-from drs.maps import MapStore
+from drs.store.reader import MapStore
 
-from conftest import BIN, REPO, TINY_CONFIG, snakemake
+from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 
 def test_snakemake_lint_is_clean():

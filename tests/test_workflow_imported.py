@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG, snakemake
+from helpers import TINY_CONFIG, snakemake
 from test_import_weights import reference_state
 
 

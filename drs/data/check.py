@@ -16,8 +16,6 @@ threshold. Without either option, the maps of a saliency folder are checked wher
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,20 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drs.data.voc import (
-    IGNORE,
-    IMAGE_DIR,
-    MASK_DIRS,
-    PART_DIR,
-    SALIENCY_DIR,
-    SPLIT_DIR,
-    read_class_names,
-    split_lines,
-)
+from drs.config.settings import MISSING_SALIENCY_MODES, SALIENCY_MODES
+from drs.data.voc import IGNORE, IMAGE_DIR, MASK_DIRS, PART_DIR, SALIENCY_DIR, SPLIT_DIR, read_class_names, split_lines
 from drs.errors import UserError
-from drs.fileio import atomic_write_text, usable_cores
-from drs.pseudo_labels import DEFAULTS, MISSING_SALIENCY_MODES, SALIENCY_MODES
-from drs.workers import map_in_workers
+from drs.labels.rule import DEFAULTS
+from drs.util.files import usable_cores
+from drs.util.processes import map_in_workers
 
 
 @dataclass(frozen=True)
@@ -247,72 +237,3 @@ def check_dataset(
                 )
             )
     return Report(str(root), class_names, mask_dir, has_saliency, parts, counts, problems, warnings)
-
-
-# -- command line --------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    from drs.argtypes import positive_int
-
-    p = sub.add_parser(
-        "check-dataset",
-        help="validate a folder in PASCAL VOC layout",
-        description="Validate a dataset folder in PASCAL VOC layout: missing or undecodable files, "
-        "mask/image size mismatches, label values out of range, ids listed but absent. "
-        "Names every bad file; exits 1 when any is found.",
-    )
-    p.add_argument("root", help="dataset folder")
-    p.add_argument("--splits", nargs="+", help="split lists to check (default: every list)")
-    p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
-    p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
-    p.add_argument(
-        "--settings",
-        metavar="JSON",
-        help="the config's `pseudo_labels:` section as JSON: check the saliency maps as the pseudo labels use them "
-        "(its saliency and missing_saliency)",
-    )
-    p.add_argument(
-        "--saliency",
-        choices=SALIENCY_MODES,
-        default=argparse.SUPPRESS,
-        help="as in pseudo-labels: saliency_map needs a saliency map per listed image, none checks none "
-        "(default: that of --settings, else check those of a saliency_map folder, if any)",
-    )
-    p.add_argument(
-        "--missing-saliency",
-        choices=MISSING_SALIENCY_MODES,
-        default=argparse.SUPPRESS,
-        help="a missing saliency map: a problem (error), or a warning (threshold); default: that of --settings",
-    )
-    p.set_defaults(func=_run)
-
-
-def _saliency_options(args) -> tuple[str | None, str]:
-    """(saliency, missing_saliency) of the arguments: the flags, else the --settings section's,
-    else None (check the maps there are) and the schema's missing_saliency."""
-    from drs.pseudo_labels import rule_settings
-
-    rule = DEFAULTS if args.settings is None else rule_settings(args)
-    saliency = getattr(args, "saliency", None if args.settings is None else rule.saliency)
-    return saliency, getattr(args, "missing_saliency", rule.missing_saliency)
-
-
-def _run(args) -> int:
-    saliency, missing_saliency = _saliency_options(args)
-    report = check_dataset(args.root, args.splits, args.workers, saliency, missing_saliency)
-    for problem in report.problems:
-        print(problem)
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    split_text = ", ".join(f"{k} {v}" for k, v in report.splits.items()) or "none"
-    print(
-        f"{report.root}: {len(report.class_names) - 1} classes, splits: {split_text}; "
-        f"masks: {report.mask_dir or 'none'}, "
-        f"saliency: {'not used' if saliency == 'none' else 'yes' if report.has_saliency else 'no'}, "
-        f"part masks: {'yes' if report.has_parts else 'no'}; "
-        + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
-    )
-    if args.json_out:
-        if not report.ok:
-            return 1  # a failed check publishes no report: later stages must not start
-        atomic_write_text(args.json_out, json.dumps(report.to_json(), indent=2) + "\n")
-    return 0 if report.ok else 1

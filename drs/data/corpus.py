@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from skimage import draw, filters
 
 from drs import __version__
 from drs.data.synth import _background, _hsv, _random_shape, _stripes
 from drs.data.voc import CLASS_NAMES_FILE, IMAGE_DIR, SPLIT_DIR
 from drs.errors import UserError
-from drs.fileio import publishing_dir
+from drs.util.files import publishing_dir
 
 log = logging.getLogger("drs.corpus")
 
@@ -41,8 +42,6 @@ def class_names() -> list[str]:
 
 
 def _outline(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
-    from skimage import draw
-
     mask = np.zeros((size, size), dtype=bool)
     r = rng.uniform(0.25, 0.42) * size
     cy, cx = rng.uniform(r * 0.8, size - r * 0.8, 2)
@@ -80,8 +79,6 @@ def _texture(rng: np.random.Generator, where: np.ndarray, kind: str) -> np.ndarr
 
 def generate_image(seed: int, index: int, size: int, clutter: int = 4) -> tuple[np.ndarray, int]:
     """One corpus image (HxWx3 uint8) and its class index (1..32)."""
-    from skimage import filters
-
     rng = np.random.default_rng([seed, 7, index])
     image = _background(rng, size)
     for _ in range(clutter):
@@ -129,23 +126,3 @@ def generate(out: str | Path, num_images: int, size: int, seed: int = 0) -> Path
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     log.info("wrote %d corpus images to %s in %.1f s", num_images, out, time.perf_counter() - start)
     return out
-
-
-# -- command line --------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "corpus",
-        help="generate the embedded classification corpus that pretrains the backbone",
-        description="Generate a classification corpus (32 classes: outline x texture, random colours, no "
-        "part cue) in VOC layout with image-level labels, for pretraining the backbone as ImageNet does for the paper.",
-    )
-    p.add_argument("out", help="output folder (must not exist)")
-    p.add_argument("--num-images", type=int, default=2000)
-    p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    generate(args.out, args.num_images, args.image_size, args.seed)
-    return 0

@@ -16,10 +16,12 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from drs.data.transforms import color_jitter, normalize, refine_geometry, reference_jitter, segmentation_geometry
+from drs.data.fingerprint import check_store_data
+from drs.data.transforms import color_jitter, normalize, reference_jitter, refine_geometry, segmentation_geometry
 from drs.data.voc import IGNORE, VOCDataset, check_label_values, read_label_png
 from drs.errors import UserError
-from drs.malloc import release_free_memory
+from drs.store.reader import MapStore
+from drs.util.memory import release_free_memory
 
 #: RefineSet hands the heap's free pages back every this many items (per process)
 TRIM_EVERY = 50
@@ -55,9 +57,6 @@ class RefineSet(Dataset):
     """(normalised image, target maps (C, h, w)) pairs from a dataset split and its map store."""
 
     def __init__(self, voc, store_path: str | Path, input_size: int, crop_size: int, random_crop: bool = True):
-        from drs.data.fingerprint import check_store_data
-        from drs.maps import MapStore
-
         self.voc = voc
         self.store_path = str(store_path)
         with MapStore(store_path) as store:
@@ -80,14 +79,12 @@ class RefineSet(Dataset):
         return len(self.voc)
 
     def __getitem__(self, index: int):
-        from drs.maps import MapStore
-
         if self._store is None:  # opened lazily: once per data-loading process
             self._store = MapStore(self.store_path)
         self._reads += 1
         if self._reads % TRIM_EVERY == 0:
             # the store's small long-lived HDF5 blocks between each item's large buffers fragment
-            # the heap: without a trim it grew ~0.7 MB an item at 500 x 375 (drs.malloc)
+            # the heap: without a trim it grew ~0.7 MB an item at 500 x 375 (drs.util.memory)
             release_free_memory()
         image_id = self.voc.ids[index]
         array = self.voc.load_image(image_id)

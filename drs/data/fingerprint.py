@@ -165,7 +165,7 @@ def split_fingerprint(
 
 
 def check_store_data(store, voc) -> None:
-    """UserError unless the map store ``store`` (an open :class:`drs.maps.MapStore`) was made from
+    """UserError unless the map store ``store`` (an open :class:`drs.store.reader.MapStore`) was made from
     the data of ``voc``'s folder: the store's ids in ``voc``'s split when it is the store's split,
     and the store's recorded dataset fingerprint recomputed there over the store's ids. A store
     made before fingerprints were recorded is used with a warning (it cannot be checked)."""

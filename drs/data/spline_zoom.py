@@ -17,6 +17,7 @@ the same bits; tests/test_synth.py checks that against ``resize`` itself.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 ORDER = 3  # cubic
 
@@ -102,8 +103,6 @@ def _accumulate(coef, rows, w_rows, cols, w_cols, chans, w_chans, total) -> None
 def upscale_cubic(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``skimage.transform.resize(grid, (*shape, C), order=3, mode="reflect", anti_aliasing=False)``
     for a float32 ``grid`` of shape (h, w, C), bit for bit; float32 (H, W, C)."""
-    from scipy import ndimage
-
     if grid.dtype != np.float32 or grid.ndim != 3:
         raise TypeError(f"upscale_cubic: need a float32 (h, w, C) grid, got {grid.dtype} {grid.shape}")
     coef = ndimage.spline_filter(grid, ORDER, output=np.float64, mode="mirror")

@@ -27,22 +27,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from skimage import draw, filters, morphology, segmentation
 
 from drs import __version__
-from drs.data.voc import (
-    CLASS_NAMES_FILE,
-    IGNORE,
-    IMAGE_DIR,
-    PART_DIR,
-    SALIENCY_DIR,
-    SPLIT_DIR,
-    save_label_png,
-)
 from drs.data.spline_zoom import upscale_cubic, upscale_linear
 from drs.data.synth_spec import SynthSpec, class_hue
+from drs.data.voc import CLASS_NAMES_FILE, IGNORE, IMAGE_DIR, PART_DIR, SALIENCY_DIR, SPLIT_DIR, save_label_png
 from drs.errors import UserError
-from drs.fileio import publishing_dir, usable_cores
-from drs.workers import map_in_workers
+from drs.util.files import publishing_dir, usable_cores
+from drs.util.processes import map_in_workers
 
 log = logging.getLogger("drs.synth")
 
@@ -67,8 +60,6 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _random_shape(rng: np.random.Generator, size: int, scale: tuple[float, float]) -> np.ndarray:
     """A boolean mask of a random ellipse, rectangle or triangle."""
-    from skimage import draw
-
     mask = np.zeros((size, size), dtype=bool)
     r = rng.uniform(*scale) * size / 2
     cy, cx = rng.uniform(0, size, 2)
@@ -98,8 +89,6 @@ class _Object:
 
 
 def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Object:
-    from skimage import draw
-
     size = spec.image_size
     length = rng.uniform(*spec.object_size)
     a = length / 2
@@ -145,8 +134,6 @@ def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, 
 def _jitter_outline(mask: np.ndarray, jitter: int) -> np.ndarray:
     """Dilate (jitter > 0) or erode (< 0) a bool mask by a disk of radius |jitter|, working on the
     mask's bounding box grown by |jitter| + 1: the same result as on the whole image, faster."""
-    from skimage import morphology
-
     out = np.zeros_like(mask)
     ys, xs = np.nonzero(mask)
     if not ys.size:
@@ -172,8 +159,6 @@ def _blur_nonzero(sal: np.ndarray, sigma: float) -> np.ndarray:
     """``filters.gaussian(sal, sigma, preserve_range=True)``, computed on the nonzero pixels'
     bounding box grown past the kernel's reach: outside it the blur of zeros is exactly zero, and
     inside every window sees the same values (the 'nearest' border of the box repeats zeros)."""
-    from skimage import filters
-
     radius = int(4.0 * sigma + 0.5)  # skimage's truncate=4.0, as scipy sizes the kernel
     box = _nonzero_box(sal, radius + 1)
     if box is None:
@@ -218,8 +203,6 @@ def _saliency(
 
 def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, np.ndarray]:
     """One sample: image (HxWx3 uint8), mask and part (HxW uint8 class indices), saliency (HxW uint8)."""
-    from skimage import filters, segmentation
-
     rng = np.random.default_rng([spec.seed, split_index, index])
     size = spec.image_size
     image = _background(rng, size)
@@ -308,37 +291,3 @@ def generate(out: str | Path, spec: SynthSpec, workers: int | None = None) -> Pa
     elapsed = time.perf_counter() - start
     log.info("wrote %d images to %s in %.1f s (%d workers)", len(jobs), out, elapsed, workers)
     return out
-
-
-# -- command line --------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="generate the embedded synthetic dataset in VOC layout",
-        description="Generate the synthetic dataset (deterministic from its seed) in PASCAL VOC layout, "
-        "with saliency maps and discriminative-part masks.",
-    )
-    p.add_argument("out", help="output folder (must not exist)")
-    p.add_argument("--spec", help="generator settings as JSON (the config's `synthetic:` section)")
-    p.add_argument("--seed", type=int, help="override the seed")
-    p.add_argument("--num-train", type=int, help="override the number of training images")
-    p.add_argument("--num-val", type=int, help="override the number of validation images")
-    p.add_argument("--image-size", type=int, help="override the image size (pixels)")
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    values: dict = {}
-    if args.spec:
-        try:
-            values = json.loads(args.spec)
-        except json.JSONDecodeError as err:
-            raise UserError(f"--spec: not valid JSON ({err})") from None
-        if not isinstance(values, dict):
-            raise UserError("--spec: expected a JSON object")
-    for key in ("seed", "num_train", "num_val", "image_size"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    generate(args.out, SynthSpec.from_dict(values), workers=args.workers)
-    return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drs.config.schema import check_keys
 from drs.errors import UserError
-from drs.fileio import check_keys
 
 # 24 hue names, 15 degrees apart; class c is named after the hue of its part.
 HUE_NAMES = (

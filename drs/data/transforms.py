@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -57,8 +58,6 @@ def refine_geometry(input_size: int, crop_size: int, random_crop: bool) -> v2.Co
 def segmentation_geometry(scale_range, crop_size: int, ignore: int) -> v2.Compose:
     """DeepLabV3+'s augmentation of image and mask: random rescale in ``scale_range``, flip,
     random ``crop_size`` crop (the mask padded with ``ignore``, the image with 0)."""
-    from torchvision import tv_tensors
-
     low, high = scale_range
     return v2.Compose(
         [

@@ -1,6 +1,1 @@
-"""Models: the DRS module and the DRS classifier (the paper's modified VGG-16)."""
-
-from drs.models.drs import DRS, activation
-from drs.models.vgg import DRSClassifier, drs_vgg16, imagenet_weights_path, load_backbone_weights
-
-__all__ = ["DRS", "DRSClassifier", "activation", "drs_vgg16", "imagenet_weights_path", "load_backbone_weights"]
+"""Models: pure ``nn.Module`` builders and weight-name mappings; they import nothing from drs but drs.models and drs.errors."""

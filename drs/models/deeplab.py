@@ -12,7 +12,7 @@ The backbone's batch norm uses momentum 0.01 (the reference's ``set_bn_momentum`
 
 Module names follow that implementation, so its state dicts (``backbone.*`` with torchvision's
 ResNet names and no ``fc``, ``classifier.project.*``, ``classifier.aspp.*``,
-``classifier.classifier.*``) load strictly into a network of width 1 (:mod:`drs.segmenter_weights`).
+``classifier.classifier.*``) load strictly into a network of width 1 (:mod:`drs.store.authors`).
 
 Backbone weights come through torchvision's weights API (``weights_backbone="IMAGENET1K_V1"`` or a
 ``ResNet*_Weights`` member) and only from torch hub's local cache: nothing is downloaded, and a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,6 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from drs.errors import UserError
-
-if TYPE_CHECKING:
-    from drs.segmenter import SegmenterSettings
 
 BACKBONES = {
     "resnet18": (resnet.resnet18, resnet.ResNet18_Weights),
@@ -252,24 +249,6 @@ def _dilate(net: resnet.ResNet, replace: list[bool]) -> None:
             if block.downsample is not None:
                 block.downsample[0].stride = (1, 1)
             block.stride = 1
-
-
-def build_segmenter(num_classes: int, settings: SegmenterSettings):
-    """DeepLabV3+ as the settings describe; ``pretrained`` is none, imagenet or a ResNet weights file."""
-    weights = settings.weights
-    path = None
-    if weights is not None and weights != "imagenet":
-        path, weights = Path(weights), None
-    model = deeplabv3plus(
-        num_classes,
-        backbone=settings.backbone,
-        output_stride=settings.output_stride,
-        width=settings.width,
-        weights_backbone="IMAGENET1K_V1" if weights == "imagenet" else None,
-    )
-    if path is not None:
-        load_backbone_file(model, path)
-    return model
 
 
 def load_backbone_file(model, path: Path) -> None:

@@ -10,8 +10,6 @@ each (conv, batch norm) pair by that single convolution, so a network pretrained
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -87,19 +85,3 @@ def backbone_state_dict(model, extra: bool = False) -> dict[str, torch.Tensor]:
                 state[f"{prefix}.{i}.weight"] = m.weight.detach().clone()
                 state[f"{prefix}.{i}.bias"] = m.bias.detach().clone()
     return state
-
-
-def save_folded_backbone(model_pt: str | os.PathLike, out: str | os.PathLike, extra: bool = False) -> Path:
-    """Load a train-classifier ``model.pt``, fold its batch norm, write its backbone (and with
-    ``extra`` its extra layers) as a torchvision-format state dict (the classifier's ``pretrained:``
-    path). Returns ``out``."""
-    from drs.classifier import load_classifier
-
-    model, _record = load_classifier(model_pt)
-    folded = fold_batch_norm(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(backbone_state_dict(folded, extra=extra), tmp)
-    os.replace(tmp, out)
-    return out

@@ -33,7 +33,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,9 +41,6 @@ from torchvision.models import vgg as tv_vgg
 
 from drs.errors import UserError
 from drs.models.drs import DRS, activation
-
-if TYPE_CHECKING:
-    from drs.settings import NetworkSettings
 
 #: VGG-16's conv stages (torchvision configuration "D" split at its poolings).
 VGG16_STAGES: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -484,23 +481,4 @@ def drs_vgg16(
         load_backbone_weights(model, path, loaded)
         if not imagenet:
             load_extra_weights(model, loaded, path)
-    return model
-
-
-def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delta: float | None):
-    try:
-        model = drs_vgg16(
-            num_classes,
-            drs=drs,
-            delta=delta,
-            width=settings.width,
-            batch_norm=settings.batch_norm,
-            extra_batch_norm=settings.extra_batch_norm,
-            norm=settings.norm,
-            stages=settings.stages,
-            weights=settings.weights,
-        )
-    except ValueError as err:  # the builder names the value at fault
-        raise UserError(f"{settings.section} settings: {err}") from None
-    model.freeze_batch_norm = bool(getattr(settings, "freeze_batch_norm", False))
     return model

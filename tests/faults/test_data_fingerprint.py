@@ -15,16 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from drs.classifier import ClassifierSettings, train_classifier
+from drs.config.settings import ClassifierSettings
+from drs.training.classifier import train_classifier
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, save_label_png
 from drs.errors import UserError
-from drs.eval_maps import evaluate_store
-from drs.extract import extract_maps
-from drs.maps import MapStore, MapStoreWriter
-from drs.pseudo_labels import generate_pseudo_labels
-from drs.settings import PseudoLabelSettings
+from drs.labels.scoring import evaluate_store
+from drs.config.settings import MapsSettings
+from drs.inference.maps import extract_maps
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
+from drs.labels.writer import generate_pseudo_labels
+from drs.config.settings import PseudoLabelSettings
 
 # the issue's $S, at 48 px to stay fast
 SETTINGS = dict(
@@ -61,7 +64,7 @@ def data(tmp_path_factory):
     ds = generate(root / "ds", spec(1), workers=1)
     other = generate(root / "other", spec(2), workers=1)
     model = train_classifier(ds, "train", root / "classifier", ClassifierSettings.from_dict(SETTINGS), "learnable")
-    store = extract_maps(model, ds, "train", root / "train.h5", scales=[48], batch_size=4)
+    store = extract_maps(model, ds, "train", root / "train.h5", MapsSettings(scales=[48], batch_size=4))
     return ds, other, model, store
 
 
@@ -99,7 +102,8 @@ def test_rerun_on_changed_data_trains_afresh(data, tmp_path, caplog):
 
 def test_segmenter_rerun_on_changed_labels_trains_afresh(data, tmp_path, caplog):
     """The segmenter's labels folder is part of its data: new pseudo labels, a new model."""
-    from drs.segmenter import SegmenterSettings, train_segmenter
+    from drs.config.settings import SegmenterSettings
+    from drs.training.segmenter import train_segmenter
 
     ds = data[0]
     voc = VOCDataset(ds, "train")

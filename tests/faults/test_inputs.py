@@ -52,9 +52,9 @@ def ds(dataset, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(dataset, tmp_path_factory) -> Path:
     """A tiny classifier's model.pt (untrained: saved the way train-classifier saves it)."""
-    from drs.classifier import ClassifierSettings
-    from drs.models.vgg import build_classifier
-    from drs.train import save_model
+    from drs.config.settings import ClassifierSettings
+    from drs.training.classifier import build_classifier
+    from drs.store.model_files import save_model
 
     settings = ClassifierSettings.from_dict(CLASSIFIER)
     voc = VOCDataset(dataset, "train")
@@ -141,7 +141,7 @@ def test_truncated_mask_and_saliency_named(ds):
 
 def _store_from_masks(voc: VOCDataset, path: Path) -> Path:
     """A map store whose maps are the ground-truth masks (no model needed)."""
-    from drs.maps import MapStoreWriter
+    from drs.store.writer import MapStoreWriter
 
     with MapStoreWriter(
         path, class_names=voc.class_names, scales=[32], flip=False, stage="cam", split=voc.split, dataset=voc.root
@@ -166,7 +166,7 @@ def test_eval_maps_wrong_size_saliency_named(ds, tmp_path, capsys):
 def test_segmenter_label_out_of_range_named(ds, tmp_path):
     """Label 37 in a pseudo label: IndexError on CPU, or nothing at all when the crop missed it."""
     from drs.data.datasets import SegmentationSet
-    from drs.segmenter import SegmenterSettings
+    from drs.config.settings import SegmenterSettings
 
     voc = VOCDataset(ds, "train")
     labels = tmp_path / "labels"
@@ -199,7 +199,7 @@ def _tampered(checkpoint: Path, tmp_path: Path, change) -> Path:
 
 
 def test_checkpoint_missing_key_named(checkpoint, tmp_path):
-    from drs.classifier import load_classifier
+    from drs.store.model_files import load_classifier
 
     def drop(data):
         key = next(k for k in data["state_dict"] if k.endswith("weight"))
@@ -212,7 +212,7 @@ def test_checkpoint_missing_key_named(checkpoint, tmp_path):
 
 
 def test_checkpoint_unexpected_key_named(checkpoint, tmp_path):
-    from drs.classifier import load_classifier
+    from drs.store.model_files import load_classifier
 
     bad = _tampered(
         checkpoint, tmp_path, lambda d: d["state_dict"].update({"extra.weight": d["state_dict"]["classifier.weight"]})
@@ -222,7 +222,7 @@ def test_checkpoint_unexpected_key_named(checkpoint, tmp_path):
 
 
 def test_checkpoint_of_another_width_named(checkpoint, tmp_path):
-    from drs.classifier import load_classifier
+    from drs.store.model_files import load_classifier
 
     bad = _tampered(checkpoint, tmp_path, lambda d: d["model_config"].update(width=0.25))
     with pytest.raises(UserError, match=rf"{bad}: state dict key 'backbone\.0\.weight' has shape"):
@@ -230,7 +230,7 @@ def test_checkpoint_of_another_width_named(checkpoint, tmp_path):
 
 
 def test_checkpoint_without_model_config_named(checkpoint, tmp_path):
-    from drs.classifier import load_classifier
+    from drs.store.model_files import load_classifier
 
     bad = _tampered(checkpoint, tmp_path, lambda d: d.pop("model_config"))
     with pytest.raises(UserError, match=rf"{bad}: .*'model_config'"):
@@ -241,9 +241,9 @@ def test_results_dir_that_is_a_file(tmp_path):
     import copy
 
     import yaml
-    from conftest import REPO
+    from helpers import REPO
 
-    from drs.config import check_config
+    from drs.config.workflow import check_config
 
     default = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -276,15 +276,15 @@ def test_results_dir_that_is_a_file(tmp_path):
     ],
 )
 def test_settings_types_and_ranges(values, message):
-    from drs.classifier import ClassifierSettings
+    from drs.config.settings import ClassifierSettings
 
     with pytest.raises(UserError, match=message):
         ClassifierSettings.from_dict(values)
 
 
 def test_settings_accepts_int_for_float():
-    from drs.classifier import ClassifierSettings
-    from drs.segmenter import SegmenterSettings
+    from drs.config.settings import ClassifierSettings
+    from drs.config.settings import SegmenterSettings
 
     assert ClassifierSettings.from_dict({"lr": 1, "epochs": 2}).lr == 1
     with pytest.raises(UserError, match=r"'segmenter\.scale_range': expected a list of numbers"):
@@ -320,7 +320,7 @@ def test_extract_scales_must_be_positive(dataset, checkpoint, tmp_path, capsys):
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    from drs.config import load_yaml
+    from drs.config.workflow import load_yaml
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: synthetic\nexperiments:\n  drs: {drs: learnable\n  cam: [\n")
@@ -335,7 +335,7 @@ def test_workflow_names_yaml_error_of_default_config(tmp_path):
     """The Snakefile's own config.yaml is loaded by the Snakefile: its syntax error names file and line."""
     import subprocess
 
-    from conftest import BIN, REPO
+    from helpers import BIN, REPO
 
     work = tmp_path / "wf"
     shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "results", ".snakemake", "tests"))
@@ -348,8 +348,8 @@ def test_workflow_names_yaml_error_of_default_config(tmp_path):
 
 # -- defect 11: bench checks the classes before the forward pass --------------------------------
 def test_bench_maps_checks_classes_first(ds, checkpoint, monkeypatch):
-    import drs.extract
-    from drs.bench import bench_maps
+    import drs.bench.maps
+    from drs.bench.maps import bench_maps
 
     names = (ds / "class_names.txt").read_text().split()
     (ds / "class_names.txt").write_text("\n".join([*names[:-1], "other"]) + "\n")
@@ -357,7 +357,7 @@ def test_bench_maps_checks_classes_first(ds, checkpoint, monkeypatch):
     def no_forward(*args, **kwargs):
         raise AssertionError("the forward pass ran before the class check")
 
-    monkeypatch.setattr(drs.extract, "forward_scales", no_forward)
+    monkeypatch.setattr(drs.bench.maps, "forward_scales", no_forward)
     with pytest.raises(UserError, match=rf"{checkpoint}: trained on classes"):
         bench_maps(checkpoint, ds, "train", scales=(32,), images=2, batch_size=2, repeats=1)
 
@@ -375,7 +375,7 @@ def test_score_labels_out_of_range_label_named(ds, tmp_path, capsys):
 
 
 def test_checkpoint_without_class_names_named(checkpoint, tmp_path):
-    from drs.classifier import load_classifier
+    from drs.store.model_files import load_classifier
 
     bad = _tampered(checkpoint, tmp_path, lambda d: d.pop("class_names"))
     with pytest.raises(UserError, match=rf"{bad}: .*'class_names'"):
@@ -399,16 +399,16 @@ def test_numeric_options_checked_when_parsed(argv, option, capsys):
 
 
 def test_evaluate_scales_above_zero(capsys):
-    from drs.cli import build_parser
+    from drs.cli import parse_args
 
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["evaluate", "--scales", "1.0", "0"])
+        parse_args(["evaluate", "--scales", "1.0", "0"])
     assert "argument --scales: must be a number above 0, got '0'" in capsys.readouterr().err
 
 
 def test_refiner_names_maps_of_another_size(ds, tmp_path):
     """The refiner's transforms resize image and maps alike: a store of another size went unnoticed."""
-    from drs.maps import MapStoreWriter
+    from drs.store.writer import MapStoreWriter
     from drs.data.datasets import RefineSet
 
     voc = VOCDataset(ds, "train")
@@ -427,9 +427,9 @@ def test_refiner_names_maps_of_another_size(ds, tmp_path):
 
 
 def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
-    from drs.maps import MapStoreWriter
-    from drs.pseudo_labels import generate_pseudo_labels
-    from drs.settings import PseudoLabelSettings
+    from drs.store.writer import MapStoreWriter
+    from drs.labels.writer import generate_pseudo_labels
+    from drs.config.settings import PseudoLabelSettings
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -504,9 +504,9 @@ def test_user_error_from_a_data_loading_worker_is_one_line():
 def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     """The issue's reproduction: `../../x` in val.txt (x.jpg and x.png present) made `drs evaluate`
     write x.png two folders above its predictions."""
-    from drs.models.deeplab import build_segmenter
-    from drs.segmenter import SegmenterSettings
-    from drs.train import save_model
+    from drs.training.segmenter import build_segmenter
+    from drs.config.settings import SegmenterSettings
+    from drs.store.model_files import save_model
 
     voc = VOCDataset(ds, "val")
     settings = SegmenterSettings.from_dict({"backbone": "resnet18", "width": 0.125, "pretrained": "none"})
@@ -555,7 +555,7 @@ def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
 def test_check_config_command(tmp_path, capsys):
     """A YAML error in a --configfile is reported by Snakemake before the Snakefile runs, without
     file or line: `drs check-config` names both, and makes the workflow's other checks."""
-    from conftest import REPO
+    from helpers import REPO
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: synthetic\nexperiments:\n  drs: {drs: learnable\n  cam: [\n")

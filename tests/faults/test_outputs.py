@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +29,8 @@ from drs.cli import main
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.maps import MapStore, MapStoreWriter
+from drs.store.reader import MapStore
+from drs.store.writer import MapStoreWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
@@ -89,9 +89,9 @@ def own_data(data, tmp_path):
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, data):
     """An untrained classifier checkpoint (the faults here are in writing, not in the maps)."""
-    from drs.classifier import ClassifierSettings
-    from drs.models.vgg import build_classifier
-    from drs.train import save_model
+    from drs.config.settings import ClassifierSettings
+    from drs.training.classifier import build_classifier
+    from drs.store.model_files import save_model
 
     root, _ = data
     settings = ClassifierSettings.from_dict(CLASSIFIER)
@@ -167,7 +167,7 @@ def test_pseudo_labels_replace_only_their_own_folder(data, tmp_path, capsys):
 
 def test_evaluate_never_replaces_the_saliency_maps(own_data, tmp_path, monkeypatch, capsys):
     """The guard, not the model, is under test: a stand-in predictor labels everything background."""
-    import drs.evaluate
+    import drs.evaluation.evaluate
 
     root, _ = own_data
     names = list(VOCDataset(root, "val").class_names)
@@ -182,7 +182,7 @@ def test_evaluate_never_replaces_the_saliency_maps(own_data, tmp_path, monkeypat
             scores[0] = 1.0
             return scores
 
-    monkeypatch.setattr(drs.evaluate, "Predictor", Background)
+    monkeypatch.setattr(drs.evaluation.evaluate, "Predictor", Background)
     saliency = root / "saliency_map"
     before = _files(saliency)
     args = [
@@ -249,9 +249,9 @@ def test_second_map_store_writer_is_refused(tmp_path):
 # -- 7 and 8: pseudo-labels in a child process -------------------------------------------------------
 SLOW_RUN = """
 import sys, time
-import drs.pseudo_labels as pl
-rule = pl.pseudo_label
-pl.pseudo_label = lambda *args, **kwargs: (time.sleep(0.25), rule(*args, **kwargs))[1]  # a few seconds in all
+import drs.labels.writer as writer
+rule = writer.pseudo_label
+writer.pseudo_label = lambda *args, **kwargs: (time.sleep(0.25), rule(*args, **kwargs))[1]  # a few seconds in all
 from drs.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """
@@ -405,7 +405,7 @@ def test_second_pseudo_labels_run_is_refused(many, tmp_path, capsys):
 WRITE_STORE = """
 import sys
 import numpy as np
-from drs.maps import MapStoreWriter
+from drs.store.writer import MapStoreWriter
 rng = np.random.default_rng(0)
 with MapStoreWriter(sys.argv[1], class_names=["background", "a", "b"], scales=[64], flip=False, stage="cam",
                     split="train", dataset="d") as writer:
@@ -478,7 +478,7 @@ def test_extract_maps_on_a_full_disk(data, classifier, small_disk):
 def test_checkpoint_on_a_full_disk(small_disk):
     import torch
 
-    from drs.train import atomic_save
+    from drs.store.model_files import atomic_save
 
     last = small_disk / "last.pt"
     atomic_save({"epoch": 1}, last)
@@ -508,7 +508,7 @@ def test_pseudo_labels_on_a_full_disk(data, small_disk, workers, capsys):
 
 
 def test_report_files_on_a_full_disk(small_disk):
-    from drs.fileio import atomic_write_text
+    from drs.util.files import atomic_write_text
 
     summary = small_disk / "summary.md"
     atomic_write_text(summary, "# the previous summary\n")
@@ -539,21 +539,21 @@ def _no_space(*args, **kwargs):
 
 
 def test_pseudo_labels_simulated_full_disk(data, tmp_path, monkeypatch, capsys):
-    import drs.data.voc
+    import drs.labels.writer
 
     root, store = data
     out = tmp_path / "pl"
     args = ["pseudo-labels", str(store), "--dataset", str(root), "--out", str(out), "--workers", "1"]
     assert main(args) == 0
     before = _files(out)
-    monkeypatch.setattr(drs.data.voc, "save_label_png", _no_space)
+    monkeypatch.setattr(drs.labels.writer, "save_label_png", _no_space)
     assert main(args) == 2
     assert f"{out}: no space left on device" in capsys.readouterr().err
     assert _files(out) == before and _leftovers(tmp_path) == []
 
 
 def test_report_files_simulated_full_disk(tmp_path, monkeypatch):
-    from drs.fileio import atomic_write_text
+    from drs.util.files import atomic_write_text
 
     summary = tmp_path / "summary.md"
     summary.write_text("# the previous summary\n")
@@ -564,7 +564,7 @@ def test_report_files_simulated_full_disk(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_is_named_in_one_line():
-    from drs.fileio import write_error
+    from drs.util.files import write_error
 
     h5py_text = (
         "Can't synchronously write data (file write failed: errno = 28, error message = 'No space left on device')"

@@ -17,11 +17,11 @@ from drs.data.check import check_dataset
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.eval_maps import evaluate_store
-from drs.settings import PseudoLabelSettings
-from drs.maps import MapStoreWriter
+from drs.labels.scoring import evaluate_store
+from drs.config.settings import PseudoLabelSettings
+from drs.store.writer import MapStoreWriter
 
-from conftest import TINY_CONFIG, snakemake
+from helpers import TINY_CONFIG, snakemake
 
 SPEC = SynthSpec(num_train=4, num_val=2, image_size=32, object_size=(12, 20), num_classes=2)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, TINY_CONFIG, snakemake
+from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 # one space, a single quote, a double quote and non-ASCII letters in each
 RESULTS_DIR = "out/wf space 'q\" é"

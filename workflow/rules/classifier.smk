@@ -5,11 +5,11 @@ rule train_classifier:
     input:
         check=DATASET_CHECK,
     output:
-        res("{exp}/classifier/model.pt"),
+        res(paths.CLASSIFIER),
     log:
-        res("logs/train_classifier/{exp}.log"),
+        log_file("train_classifier"),
     benchmark:
-        res("benchmarks/train_classifier/{exp}.tsv")
+        benchmark_file("train_classifier")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")

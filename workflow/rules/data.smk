@@ -3,9 +3,9 @@
 
 rule synthesize_dataset:
     output:
-        directory(res("data/synthetic")),
+        directory(res(paths.DATASET, dataset="synthetic")),
     log:
-        res("logs/synthesize_dataset.log"),
+        log_file("synthesize_dataset", None),
     # deterministic from its spec and the generator's code (both params): cacheable between
     # workflows (--cache; a cached rule may not have a benchmark)
     cache: between_workflow_cache()
@@ -16,24 +16,26 @@ rule synthesize_dataset:
         **job_resources("cpu_job"),
     params:
         spec=json.dumps(config["synthetic"]),
-        code=source_digest("drs/data/synth.py", "drs/data/synth_spec.py"),
+        code=source_digest(
+            "drs/data/synth.py", "drs/data/synth_spec.py", "drs/data/spline_zoom.py"
+        ),
     shell:
         "python -m drs synth {output:q} --spec {params.spec:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule download_voc2012:
     output:
-        directory(res("data/voc2012")),
+        directory(res(paths.DATASET, dataset="voc2012")),
     log:
-        res("logs/download_voc2012.log"),
+        log_file("download_voc2012", None),
     # checksummed archives unpacked the same way: cacheable when every MD5 is pinned
     cache: between_workflow_cache(voc_archives_pinned())
     conda:
         DRS_ENV
     params:
         archives=json.dumps(config["voc2012"].get("archives", {})),
-        downloads=res("downloads"),
-        code=source_digest("drs/data/download.py"),
+        downloads=res(paths.DOWNLOADS),
+        code=source_digest("drs/data/download.py", "drs/data/archives.py"),
     shell:
         "python -m drs download {output:q} --archives {params.archives:q} "
         "--downloads {params.downloads:q} > {log:q} 2>&1"
@@ -45,9 +47,9 @@ rule check_dataset:
     output:
         DATASET_CHECK,
     log:
-        res("logs/check_dataset.log"),
+        log_file("check_dataset", None),
     benchmark:
-        res("benchmarks/check_dataset.tsv")
+        benchmark_file("check_dataset", None)
     conda:
         DRS_ENV
     threads: job_threads("cpu_job")

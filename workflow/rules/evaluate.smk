@@ -3,15 +3,15 @@
 
 rule evaluate:
     input:
-        model=res(f"{{exp}}/segmenter/{EVAL_CHECKPOINT}"),
+        model=res(paths.SEGMENTER, checkpoint=EVAL_CHECKPOINT),
         check=DATASET_CHECK,
     output:
-        predictions=directory(res(f"{{exp}}/predictions/{VAL_SPLIT}")),
-        metrics=segmentation_metrics(),
+        predictions=directory(res(paths.PREDICTIONS, split=VAL_SPLIT)),
+        metrics=res(paths.METRICS, stage="segmentation"),
     log:
-        res("logs/evaluate/{exp}.log"),
+        log_file("evaluate"),
     benchmark:
-        res("benchmarks/evaluate/{exp}.tsv")
+        benchmark_file("evaluate")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")
@@ -35,15 +35,15 @@ rule evaluate:
 # at the configured scales and flips (the reference crop is a val protocol), with the CRF if on.
 rule test_submission:
     input:
-        model=res("{exp}/segmenter/model.pt"),
+        model=res(paths.SEGMENTER, checkpoint="model.pt"),
         check=DATASET_CHECK,
     output:
-        archive=res(f"{{exp}}/submission/{TEST_SPLIT}.tar.gz"),
-        tree=directory(res(f"{{exp}}/submission/{TEST_SPLIT}")),
-        predictions=directory(res(f"{{exp}}/predictions/{TEST_SPLIT}")),
-        record=res(f"{{exp}}/submission/{TEST_SPLIT}.json"),
+        archive=res(paths.SUBMISSION, split=TEST_SPLIT) + ".tar.gz",
+        tree=directory(res(paths.SUBMISSION, split=TEST_SPLIT)),
+        predictions=directory(res(paths.PREDICTIONS, split=TEST_SPLIT)),
+        record=res(paths.SUBMISSION, split=TEST_SPLIT) + ".json",
     log:
-        res("logs/test_submission/{exp}.log"),
+        log_file("test_submission"),
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")

@@ -13,19 +13,19 @@ rule import_classifier:
         weights=lambda wildcards: EXPERIMENTS[wildcards.exp]["classifier_weights"],
         check=DATASET_CHECK,
     output:
-        res("{exp}/classifier/model.pt"),
+        res(paths.CLASSIFIER),
     log:
-        res("logs/import_classifier/{exp}.log"),
+        log_file("import_classifier"),
     wildcard_constraints:
         exp=experiments_with("classifier_weights"),
     conda:
         DRS_ENV
     params:
         dataset=DATASET,
-        drs=classifier_import_args,
+        drs=drs_args,
         out=lambda wildcards, output: Path(output[0]).parent,
     shell:
-        "python -m drs import-weights classifier {input.weights:q} {params.out:q} {params.drs} "
+        "python -m drs import-weights classifier {input.weights:q} {params.out:q} {params.drs:q} "
         "--dataset {params.dataset:q} > {log:q} 2>&1"
 
 
@@ -34,9 +34,9 @@ rule import_refiner:
         weights=lambda wildcards: EXPERIMENTS[wildcards.exp]["refiner_weights"],
         check=DATASET_CHECK,
     output:
-        res("{exp}/refiner/model.pt"),
+        res(paths.REFINER),
     log:
-        res("logs/import_refiner/{exp}.log"),
+        log_file("import_refiner"),
     wildcard_constraints:
         exp=experiments_with("refiner_weights"),
     conda:

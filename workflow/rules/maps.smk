@@ -3,14 +3,14 @@
 
 rule extract_maps:
     input:
-        model=res("{exp}/classifier/model.pt"),
+        model=res(paths.CLASSIFIER),
         check=DATASET_CHECK,
     output:
-        res("{exp}/maps/{split}.h5"),
+        res(paths.MAPS),
     log:
-        res("logs/extract_maps/{exp}_{split}.log"),
+        log_file("extract_maps", "{exp}_{split}"),
     benchmark:
-        res("benchmarks/extract_maps/{exp}_{split}.tsv")
+        benchmark_file("extract_maps", "{exp}_{split}")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")
@@ -27,14 +27,14 @@ rule extract_maps:
 
 rule eval_maps:
     input:
-        store=train_store(),
+        store=res(paths.MAPS, split=TRAIN_SPLIT),
         check=DATASET_CHECK,
     output:
-        cam_metrics(),
+        res(paths.METRICS, stage="cam"),
     log:
-        res("logs/eval_maps/{exp}.log"),
+        log_file("eval_maps"),
     benchmark:
-        res("benchmarks/eval_maps/{exp}.tsv")
+        benchmark_file("eval_maps")
     conda:
         DRS_ENV
     params:
@@ -47,25 +47,28 @@ rule eval_maps:
 
 rule compare_cams:
     input:
-        metrics=[cam_metrics(e) for e in WEAK_EXPERIMENTS],
-        stores=[train_store(e) for e in VARIANT_FIRST_RUNS],
+        metrics=[res(paths.METRICS, exp=e, stage="cam") for e in WEAK_EXPERIMENTS],
+        stores=[res(paths.MAPS, exp=e, split=TRAIN_SPLIT) for e in VARIANT_FIRST_RUNS],
     output:
-        table=res("drs_vs_cam.md"),
+        table=res(paths.COMPARISON) + ".md",
         figure=report(
-            res("drs_vs_cam.png"),
+            res(paths.COMPARISON) + ".png",
             caption="../report/drs_vs_cam.rst",
             category="Pictures",
             labels={"picture": "CAM vs DRS maps of each variant"},
         ),
     log:
-        res("logs/compare_cams.log"),
+        log_file("compare_cams", None),
     benchmark:
-        res("benchmarks/compare_cams.tsv")
+        benchmark_file("compare_cams", None)
     conda:
         DRS_ENV
     params:
-        runs=[f"{e}={cam_metrics(e)}" for e in WEAK_EXPERIMENTS],
-        stores=[f"{variant_of(e)}={train_store(e)}" for e in VARIANT_FIRST_RUNS],
+        runs=[f"{e}={res(paths.METRICS, exp=e, stage='cam')}" for e in WEAK_EXPERIMENTS],
+        stores=[
+            f"{plan.variant_of(e)}={res(paths.MAPS, exp=e, split=TRAIN_SPLIT)}"
+            for e in VARIANT_FIRST_RUNS
+        ],
     shell:
         "python -m drs compare --runs {params.runs:q} --out {output.table:q} "
         "--stores {params.stores:q} --figure {output.figure:q} > {log:q} 2>&1"

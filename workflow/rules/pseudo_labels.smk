@@ -3,14 +3,14 @@
 
 rule pseudo_labels:
     input:
-        store=refined_store(),
+        store=res(paths.REFINED_MAPS, split=TRAIN_SPLIT),
         check=DATASET_CHECK,
     output:
-        directory(res("{exp}/pseudo_labels")),
+        directory(res(paths.PSEUDO_LABELS)),
     log:
-        res("logs/pseudo_labels/{exp}.log"),
+        log_file("pseudo_labels"),
     benchmark:
-        res("benchmarks/pseudo_labels/{exp}.tsv")
+        benchmark_file("pseudo_labels")
     conda:
         DRS_ENV
     threads: job_threads("cpu_job")
@@ -26,15 +26,15 @@ rule pseudo_labels:
 
 rule score_labels:
     input:
-        labels=res("{exp}/pseudo_labels"),
-        store=refined_store(),
+        labels=res(paths.PSEUDO_LABELS),
+        store=res(paths.REFINED_MAPS, split=TRAIN_SPLIT),
         check=DATASET_CHECK,
     output:
-        res("{exp}/metrics/refined.json"),
+        res(paths.METRICS, stage="refined"),
     log:
-        res("logs/score_labels/{exp}.log"),
+        log_file("score_labels"),
     benchmark:
-        res("benchmarks/score_labels/{exp}.tsv")
+        benchmark_file("score_labels")
     conda:
         DRS_ENV
     params:

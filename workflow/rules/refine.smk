@@ -3,14 +3,14 @@
 
 rule train_refiner:
     input:
-        store=train_store(),
+        store=res(paths.MAPS, split=TRAIN_SPLIT),
         check=DATASET_CHECK,
     output:
-        res("{exp}/refiner/model.pt"),
+        res(paths.REFINER),
     log:
-        res("logs/train_refiner/{exp}.log"),
+        log_file("train_refiner"),
     benchmark:
-        res("benchmarks/train_refiner/{exp}.tsv")
+        benchmark_file("train_refiner")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")
@@ -30,14 +30,14 @@ rule train_refiner:
 
 rule extract_refined_maps:
     input:
-        model=res("{exp}/refiner/model.pt"),
+        model=res(paths.REFINER),
         check=DATASET_CHECK,
     output:
-        res("{exp}/maps/{split}_refined.h5"),
+        res(paths.REFINED_MAPS),
     log:
-        res("logs/extract_refined_maps/{exp}_{split}.log"),
+        log_file("extract_refined_maps", "{exp}_{split}"),
     benchmark:
-        res("benchmarks/extract_refined_maps/{exp}_{split}.tsv")
+        benchmark_file("extract_refined_maps", "{exp}_{split}")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")

@@ -2,7 +2,7 @@
 # segmenter into tables, a per-class chart, picture strips and results/summary.md; the outputs are
 # marked for `snakemake --report`. Two scopes: `summary` (the main experiment end to end, for `all`)
 # and `ablation_summary` (every experiment, under results/ablation/). What each covers:
-# drs.plan.report_plan, handed to `drs report --plan` as one JSON object.
+# drs.config.plan.report_plan, handed to `drs report --plan` as one JSON object.
 
 
 # the front page of the HTML report
@@ -18,12 +18,12 @@ rule summary:
     input:
         **report_inputs("all"),
     output:
-        **report_outputs(res("report"), "all"),
-        summary=res("summary.md"),
+        **report_outputs(res(paths.REPORT), "all"),
+        summary=res(paths.SUMMARY),
     log:
-        res("logs/summary.log"),
+        log_file("summary", None),
     benchmark:
-        res("benchmarks/summary.tsv")
+        benchmark_file("summary", None)
     conda:
         DRS_ENV
     params:
@@ -37,14 +37,14 @@ rule summary:
 rule ablation_summary:
     input:
         **report_inputs("ablation"),
-        figure=res("drs_vs_cam.png"),
+        figure=res(paths.COMPARISON) + ".png",
     output:
-        **report_outputs(res("ablation/report"), "ablation"),
-        summary=res("ablation/summary.md"),
+        **report_outputs(res(paths.ABLATION_REPORT), "ablation"),
+        summary=res(paths.ABLATION_SUMMARY),
     log:
-        res("logs/ablation_summary.log"),
+        log_file("ablation_summary", None),
     benchmark:
-        res("benchmarks/ablation_summary.tsv")
+        benchmark_file("ablation_summary", None)
     conda:
         DRS_ENV
     params:

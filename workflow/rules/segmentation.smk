@@ -7,13 +7,17 @@ rule train_segmenter:
         labels=segmenter_labels,
         check=DATASET_CHECK,
     output:
-        res("{exp}/segmenter/model.pt"),
+        res(paths.SEGMENTER, checkpoint="model.pt"),
         # with segmenter.val_every: the model best on val_split too
-        *([res("{exp}/segmenter/best.pt")] if config["segmenter"]["val_every"] else []),
+        *(
+            [res(paths.SEGMENTER, checkpoint="best.pt")]
+            if config["segmenter"]["val_every"]
+            else []
+        ),
     log:
-        res("logs/train_segmenter/{exp}.log"),
+        log_file("train_segmenter"),
     benchmark:
-        res("benchmarks/train_segmenter/{exp}.tsv")
+        benchmark_file("train_segmenter")
     conda:
         DRS_ENV
     threads: job_threads("gpu_job")

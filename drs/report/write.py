@@ -1,0 +1,280 @@
+"""The results of a run as tables, a chart, pictures and a markdown summary.
+
+Inputs are the metrics files of the stages (``--metrics EXP:STAGE=PATH``, STAGE one of cam, refined,
+segmentation), plus, for the pictures, map stores, a pseudo-label folder and a segmenter checkpoint.
+It writes into ``--out-dir``:
+
+- ``comparison.html``: one row per metrics file, grouped by stage: pseudo labels from the
+  classifier's maps (CAM, DRS), from the refined maps, then DeepLabV3+ trained on pseudo labels and
+  fully supervised, with the split, the number of images, mIoU, pixel accuracy and, for DeepLabV3+
+  trained on pseudo labels, its mIoU as a fraction of the fully supervised model's (weak / full);
+- ``per_class_iou.png``: grouped bars, one group per class, one bar per row of that table;
+- ``experiment_<exp>.html``: per experiment, the per-class IoU of each stage it has;
+- ``strips.png`` (with ``--dataset``): for a few training images, image | ground truth | each map
+  store as a heat overlay | pseudo label | the segmenter's prediction, with each map's part /
+  rest-of-object / background coverage under its column (from the metrics JSON that scored its store)
+  and a colour legend;
+
+and the markdown ``--summary`` with the headline, the same tables and the paths of these files.
+``drs report --headline SUMMARY`` prints a summary's headline (the Makefile does, after a run).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from drs.data.voc import VOCDataset
+from drs.errors import UserError
+from drs.inference.segment import Predictor
+from drs.report.figures import StripSources, per_class_chart, pick_strip_ids, png_bytes, strip_figure
+from drs.report.inputs import load_metrics
+from drs.report.protocols import protocol_lines
+from drs.report.render import html_page, html_table, markdown_inline, markdown_table
+from drs.report.tables import (
+    COMPARISON_ALIGN,
+    COMPARISON_HEADER,
+    STAGES,
+    Row,
+    chart_series,
+    class_order,
+    comparison_cells,
+    comparison_note,
+    comparison_rows,
+    experiment_table,
+    headline,
+)
+from drs.store.reader import MapStore
+from drs.util.files import atomic_write_bytes, atomic_write_text
+
+HEADLINE = "## Headline"
+
+
+def comparison_html(rows: list[Row], lines: list[str], title: str, protocols: list[str] = ()) -> str:
+    separators = {n for n in range(1, len(rows)) if rows[n].group != rows[n - 1].group}
+    classes = {n: "ref" for n, r in enumerate(rows) if r.reference}
+    body = "<ul>" + "".join(f"<li>{markdown_inline(line)}</li>" for line in lines) + "</ul>\n"
+    body += html_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN, separators, classes)
+    body += f'\n<p class="note">{html.escape(comparison_note(rows))}</p>'
+    if protocols:  # how each DeepLabV3+ figure was measured (drs.report.protocols)
+        body += '\n<ul class="note">' + "".join(f"<li>{markdown_inline(line)}</li>" for line in protocols) + "</ul>"
+    return html_page(title, body)
+
+
+def write_report(
+    metrics_paths: dict[tuple[str, str], str | Path],
+    out_dir: str | Path,
+    summary: str | Path | None = None,
+    *,
+    labels: dict[str, str] | None = None,
+    main: str | None = None,
+    baseline: str | None = None,
+    strips=None,
+    title: str = "DRS results",
+) -> dict[str, Path]:
+    """Write the report's files (see the module docstring); returns them by kind.
+
+    ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array).
+    """
+    if not metrics_paths:
+        raise UserError("no metrics given: pass --metrics EXP:STAGE=PATH for at least one stage")
+    out_dir = Path(out_dir)
+    metrics = {key: load_metrics(path) for key, path in metrics_paths.items()}
+    labels = labels or {}
+    rows = comparison_rows(metrics, labels)
+    names = class_order(list(metrics.values()))
+    lines = headline(rows, main, baseline)
+
+    protocols = protocol_lines(metrics)
+    written: dict[str, Path] = {}
+
+    written["comparison table"] = out_dir / "comparison.html"
+    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title, protocols))
+    written["per-class IoU chart"] = atomic_write_bytes(
+        out_dir / "per_class_iou.png", per_class_chart(chart_series(rows), names, "Per-class IoU")
+    )
+    by_experiment: dict[str, dict[str, dict]] = {}
+    for (experiment, stage), values in metrics.items():
+        by_experiment.setdefault(experiment, {})[stage] = values
+    experiment_md = []
+    for experiment, stages in by_experiment.items():
+        header, cells = experiment_table(experiment, stages, names)
+        align = ["l"] + ["r"] * (len(header) - 1)
+        label = labels.get(experiment)
+        heading = f"{experiment} ({label})" if label and label != experiment else experiment
+        path = out_dir / f"experiment_{experiment}.html"
+        body = html_table(header, cells, align, separators={len(names)})
+        body += f'\n<p class="note">IoU per class (%), from {", ".join(str(metrics_paths[(experiment, s)]) for s in STAGES if s in stages)}.</p>'
+        atomic_write_text(path, html_page(f"Experiment {heading}", body))
+        written[f"per-class table of {experiment}"] = path
+        experiment_md += [f"### {heading}", "", markdown_table(header, cells, align)]
+    if strips is not None:
+        written["picture strips"] = atomic_write_bytes(out_dir / "strips.png", png_bytes(strips()))
+
+    if summary is not None:
+        md = [
+            f"# {title}",
+            "",
+            HEADLINE,
+            "",
+            *lines,
+            "",
+            "## Comparison",
+            "",
+            markdown_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN),
+            comparison_note(rows),
+            "",
+            *protocols,
+            *([""] if protocols else []),
+            "## Per experiment (IoU per class, %)",
+            "",
+            *experiment_md,
+            "## Files",
+            "",
+            *[f"- {kind}: `{path}`" for kind, path in written.items()],
+            "- all of these with captions in one HTML file: `snakemake --report FILE.html` after the run "
+            "(README, section The report)",
+            "",
+        ]
+        written["summary"] = atomic_write_text(summary, "\n".join(md))
+    return written
+
+
+def headline_section(summary: str | Path) -> str:
+    """The headline section of a summary written by :func:`write_report`."""
+    path = Path(summary)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read summary ({err.strerror})") from None
+    lines = text.splitlines()
+    if HEADLINE not in lines:
+        raise UserError(f"{path}: no '{HEADLINE}' section; is it a summary written by drs report?")
+    start = lines.index(HEADLINE) + 1
+    end = next((n for n in range(start, len(lines)) if lines[n].startswith("## ")), len(lines))
+    return "\n".join(line for line in lines[start:end] if line.strip())
+
+
+def _pairs(values: list[str], option: str, sep: str = "=") -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        name, found, rest = value.partition(sep)
+        if not found or not name or not rest:
+            raise UserError(f"{option}: expected NAME{sep}VALUE, got {value!r}")
+        out.append((name, rest))
+    return out
+
+
+def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for key, path in _pairs(values, "--metrics"):
+        experiment, found, stage = key.partition(":")
+        if not found or not experiment or stage not in STAGES:
+            raise UserError(
+                f"--metrics: expected EXP:STAGE=PATH with STAGE one of {', '.join(STAGES)}, got {key}={path}"
+            )
+        if (experiment, stage) in out:
+            raise UserError(f"--metrics: {experiment}:{stage} given twice")
+        out[(experiment, stage)] = path
+    return out
+
+
+def load_predictor(checkpoint: str | Path):
+    """The segmenter of a checkpoint as a callable image -> labels (drs.inference.segment.Predictor)."""
+    if not Path(checkpoint).exists():
+        raise UserError(f"{checkpoint}: segmenter checkpoint not found")
+    return Predictor(checkpoint, device=None)
+
+
+def store_coverage(metrics_paths) -> dict[Path, dict]:
+    """Resolved map-store path -> its coverage section, from the metrics JSON files given: eval-maps'
+    (``store`` and ``coverage`` at the top) and score-labels' (the same in ``reference_protocol``).
+    A file without them (e.g. segmentation.json) or unreadable is skipped: coverage is optional."""
+    found: dict[Path, dict] = {}
+    for path in metrics_paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        for section in (data, data.get("reference_protocol")):
+            if not isinstance(section, dict):
+                continue
+            store = section.get("store") or (section.get("protocol") or {}).get("store")
+            coverage = section.get("coverage")
+            if isinstance(store, str) and isinstance(coverage, dict) and coverage:
+                found.setdefault(Path(store).resolve(), coverage)
+    return found
+
+
+def make_strips(dataset_root, split, maps, pseudo_labels, segmenter, ids=(), count=6, box=160, metrics=()):
+    """A callable drawing the strips of a dataset split (None without ``dataset_root``): the map
+    stores ``maps`` (column title -> store), the pseudo-label folder and the segmenter's
+    predictions, each a column when given; a store's coverage, when one of the ``metrics`` files
+    scored it, is printed under its column."""
+    if not dataset_root:
+        if maps or pseudo_labels or segmenter:
+            raise UserError("--strip-maps, --pseudo-labels and --segmenter draw strips, which need --dataset ROOT")
+        return None
+
+    def draw():
+        dataset = VOCDataset(dataset_root, split)
+        if pseudo_labels and not Path(pseudo_labels).is_dir():
+            raise UserError(f"{pseudo_labels}: pseudo-label folder not found")
+        stores = {}
+        try:
+            known = store_coverage(metrics)
+            coverage = {}
+            for title, path in maps.items():
+                stores[title] = MapStore(path)
+                if Path(path).resolve() in known:
+                    coverage[title] = known[Path(path).resolve()]
+            predictor = load_predictor(segmenter) if segmenter else None
+            sources = StripSources(
+                maps=stores,
+                pseudo_labels=Path(pseudo_labels) if pseudo_labels else None,
+                predictor=predictor,
+                coverage=coverage,
+            )
+            chosen = list(ids) or pick_strip_ids(dataset, sources, count)
+            return strip_figure(dataset, chosen, sources, box=box)
+        finally:
+            for store in stores.values():
+                store.close()
+
+    return draw
+
+
+# the keys of a --plan object, with the option each replaces
+PLAN_KEYS = {
+    "metrics": "--metrics",
+    "labels": "--label",
+    "main": "--main",
+    "baseline": "--baseline",
+    "maps": "--strip-maps",
+    "pseudo_labels": "--pseudo-labels",
+    "segmenter": "--segmenter",
+    "dataset": "--dataset",
+    "split": "--split",
+}
+
+
+def parse_plan(text: str) -> dict:
+    """A --plan object: every key of PLAN_KEYS, metrics keyed by (experiment, stage)."""
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--plan: not valid JSON ({err})") from None
+    if not isinstance(plan, dict):
+        raise UserError("--plan: expected a JSON object")
+    unknown = sorted(set(plan) - set(PLAN_KEYS))
+    missing = [key for key in PLAN_KEYS if key not in plan]
+    if unknown or missing:
+        raise UserError(f"--plan: unknown key(s) {unknown}, missing key(s) {missing}; expected {', '.join(PLAN_KEYS)}")
+    for key in ("metrics", "labels", "maps"):
+        if not isinstance(plan[key], dict):
+            raise UserError(f"--plan: '{key}' must be an object")
+    plan["metrics"] = parse_metrics([f"{k}={v}" for k, v in plan["metrics"].items()])
+    return plan

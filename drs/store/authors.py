@@ -1,0 +1,180 @@
+"""The DRS authors' released checkpoints as our ``model.pt`` (``drs import-weights KIND SRC OUT``).
+
+The classifier (``DRS_learnable.pth``, or a fixed-delta one) and the refiner
+(``Refine_DRS_learnable.pth``) in the layout of the reference's VGG (:mod:`drs.models.reference_vgg`),
+and the DeepLabV3+ (``Deeplabv3_pseudo_segmentation_labels.pth``) in VainF's
+(:mod:`drs.models.vainf`). Each is loaded into our network, refused naming the first key or shape
+that does not fit, and written with :func:`drs.store.model_files.save_model`, the source file's path
+and SHA-256 in its record. ``IMPORTERS`` maps each KIND to its function ``(src, out, **options) ->
+Path``; a new kind adds one entry there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drs.data.voc import VOC_CLASSES, read_class_names
+from drs.errors import UserError
+from drs.models.deeplab import deeplabv3plus
+from drs.models.reference_vgg import REFERENCE_CLASSIFIER, from_reference_state, reference_num_classes
+from drs.models.vainf import STATE_KEY, first_misfit, infer_network
+from drs.store.model_files import save_model
+from drs.util.files import file_sha256
+
+log = logging.getLogger("drs.import_weights")
+
+
+def read_reference_state(src: str | Path) -> dict[str, Any]:
+    """The state dict inside a reference checkpoint (``{"model": ...}``, or a bare state dict);
+    a ``module.`` prefix (DataParallel) is dropped."""
+    src = Path(src)
+    if not src.is_file():
+        raise UserError(f"{src}: checkpoint not found")
+    try:
+        checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not state:
+        raise UserError(f"{src}: expected a dict with 'model' holding the reference VGG's state dict")
+    out = {}
+    for key, value in state.items():
+        key = str(key)
+        out[key[len("module.") :] if key.startswith("module.") else key] = value
+    return out
+
+
+def _import(kind: str, src, out, drs: str, delta: float | None, dataset=None) -> Path:
+    src = Path(src)
+    out = Path(out)
+    state = read_reference_state(src)
+    num_classes = reference_num_classes(state, src)
+    if dataset is not None:
+        names = list(read_class_names(dataset))
+    else:
+        names = list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) - 1 else None
+    if names is None or len(names) != num_classes + 1:
+        have = "no class names given" if names is None else f"{len(names) - 1} classes named"
+        raise UserError(
+            f"{src}: '{REFERENCE_CLASSIFIER}.weight' has {num_classes} classes but {have}; pass --dataset ROOT"
+        )
+    model = from_reference_state(state, src, drs=drs, delta=delta)
+    record = {
+        "kind": kind,
+        "model_config": model.config,
+        "class_names": names,
+        "imported_from": str(src),
+        "source_sha256": file_sha256(src),
+        "source_format": "qjadud1994/DRS " + ("models/vgg_refine.py" if kind == "refiner" else "models/vgg.py"),
+    }
+    if kind == "classifier":
+        record.update(drs=drs, delta=delta)
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(model, record, out)
+    log.info("imported %s %s (sha256 %s) as %s", kind, src, record["source_sha256"], path)
+    return path
+
+
+def import_classifier(src, out, drs: str = "learnable", delta: float | None = None, dataset=None) -> Path:
+    """The reference's DRS classifier (``DRS_learnable.pth``, or a fixed-delta one with
+    ``drs="fixed"``, ``delta``) as ``OUT/model.pt`` of kind ``classifier``."""
+    if drs not in ("learnable", "fixed"):
+        raise UserError(f"--drs {drs}: the reference classifier has learnable or fixed DRS modules")
+    return _import("classifier", src, out, drs, delta if drs == "fixed" else None, dataset)
+
+
+def import_refiner(src, out, drs: str = "none", delta: float | None = None, dataset=None) -> Path:
+    """The reference's refinement network (``Refine_DRS_learnable.pth``) as ``OUT/model.pt`` of kind ``refiner``."""
+    if drs != "none" or delta is not None:
+        raise UserError("the refiner has no DRS modules: --drs and --delta apply to KIND classifier only")
+    return _import("refiner", src, out, "none", None, dataset)
+
+
+def read_vainf_checkpoint(src: str | Path) -> dict:
+    """The ``model_state`` state dict of a VainF-format checkpoint, read with ``weights_only=True``.
+
+    Their training script stores ``best_score`` as a NumPy float beside the weights; NumPy scalars
+    (and nothing else beyond the safe defaults) are allowed for that."""
+    src = Path(src)
+    if not src.is_file():
+        raise UserError(f"{src}: checkpoint not found")
+    numpy_scalars = [np.dtype, np.float64, np.float32, type(np.dtype("float64")), type(np.dtype("float32"))]
+    numpy_scalars.append(np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar)
+    try:
+        with torch.serialization.safe_globals(numpy_scalars):
+            checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(STATE_KEY), dict):
+        keys = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise UserError(f"{src}: expected a dict with '{STATE_KEY}' (VainF's DeepLabV3Plus-Pytorch format), got {keys}")
+    return checkpoint[STATE_KEY]
+
+
+def import_vainf_segmenter(
+    src: str | Path, out: str | Path, output_stride: int = 16, class_names: list[str] | None = None
+) -> Path:
+    """Load a VainF-format DeepLabV3+ checkpoint strictly into our network and write ``OUT/model.pt``
+    (:func:`drs.store.model_files.save_model`), with the source's path and SHA-256 in its record.
+
+    ``class_names`` default to PASCAL VOC's 21 for a 21-class head; another class count needs them.
+    """
+    src, out = Path(src), Path(out)
+    state = read_vainf_checkpoint(src)
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise UserError(f"{src}: first bad key '{bad[0]}': not a tensor")
+    network = infer_network(state, src)
+    if class_names is None:
+        if network["num_classes"] != len(VOC_CLASSES):
+            raise UserError(
+                f"{src}: a {network['num_classes']}-class head; give its class names (PASCAL VOC has {len(VOC_CLASSES)})"
+            )
+        class_names = list(VOC_CLASSES)
+    if len(class_names) != network["num_classes"]:
+        raise UserError(f"{src}: {network['num_classes']} classes in the head, {len(class_names)} class names given")
+    model = deeplabv3plus(network["num_classes"], network["backbone"], output_stride)
+    misfit = first_misfit(model.state_dict(), state)
+    if misfit is not None:
+        raise UserError(f"{src}: does not fit DeepLabV3+ ({network['backbone']}): first bad key {misfit}")
+    model.load_state_dict(state, strict=True)
+    digest = file_sha256(src)
+    record = {
+        "kind": "segmenter",
+        "model_config": model.config,
+        "settings": {},
+        "class_names": list(class_names),
+        "supervision": "image",
+        "labels": "the authors' (imported checkpoint)",
+        "imported_from": str(src),
+        "source_sha256": digest,
+        "source_format": "VainF DeepLabV3Plus-Pytorch (model_state)",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(model, record, out)
+    log.info("imported %s (sha256 %s) as %s", src, digest, path)
+    return path
+
+
+def import_segmenter(
+    src, out, drs: str = "none", delta: float | None = None, dataset=None, output_stride: int = 16
+) -> Path:
+    """The authors' DeepLabV3+ (``Deeplabv3_pseudo_segmentation_labels.pth``, VainF's format) as
+    ``OUT/model.pt`` of kind ``segmenter`` (:func:`import_vainf_segmenter`)."""
+    if drs != "none" or delta is not None:
+        raise UserError("DeepLabV3+ has no DRS modules: --drs and --delta apply to KIND classifier only")
+    names = list(read_class_names(dataset)) if dataset is not None else None
+    return import_vainf_segmenter(src, out, output_stride=output_stride, class_names=names)
+
+
+IMPORTERS: dict[str, Callable[..., Path]] = {
+    "classifier": import_classifier,
+    "refiner": import_refiner,
+    "segmenter": import_segmenter,
+}
