@@ -9,7 +9,6 @@ import pytest
 
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
-
 from helpers import TINY_SPEC
 
 

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from drs.config.settings import ClassifierSettings
-from drs.store.model_files import load_classifier
-from drs.training.classifier import train_classifier
 from drs.cli import main
+from drs.config.settings import ClassifierSettings, MapsSettings
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.errors import UserError
-from drs.config.settings import MapsSettings
 from drs.inference.maps import extract_maps
+from drs.store.model_files import load_classifier
 from drs.store.reader import MapStore
+from drs.training.classifier import train_classifier
 
 SETTINGS = dict(
     width=0.125,

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from drs.cli import COMMANDS, parse_args
-
 from helpers import BIN
 
 SUBCOMMANDS = sorted(COMMANDS)
@@ -30,7 +29,8 @@ def test_help_lists_every_command_without_loading_a_stage():
     """`drs --help` reads the command table only: no stage module, no torch."""
     code = (
         "import sys; from drs.cli import build_parser; text = build_parser().format_help(); "
-        "print(all(c in text for c in sys.argv[1:]), sorted(m for m in sys.modules if m.startswith(('torch', 'drs.stages'))))"
+        "print(all(c in text for c in sys.argv[1:]), sorted(m for m in sys.modules if m.startswith(('torch', "
+        "'drs.stages'))))"
     )
     result = subprocess.run([sys.executable, "-c", code, *SUBCOMMANDS], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["True", "[]"], result.stderr

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from drs.cli import main
-from drs.labels.agreement import compare_labels
 from drs.data.voc import save_label_png
 from drs.errors import UserError
+from drs.labels.agreement import compare_labels
 
 
 def write(folder, image_id, rows):

@@ -7,10 +7,9 @@ import copy
 import pytest
 import yaml
 
-from drs.config.workflow import check_config, dataset_root
 from drs.config.validate import check_schema
+from drs.config.workflow import check_config, dataset_root
 from drs.errors import UserError
-
 from helpers import REPO, snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -73,7 +72,8 @@ def test_missing_required_key():
 def test_unknown_main_experiment():
     with pytest.raises(
         UserError,
-        match=r"config key 'main_experiment': 'nope' is not an experiment; expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]",
+        match=r"config key 'main_experiment': 'nope' is not an experiment; "
+        r"expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]",
     ):
         check_config(with_changes(main_experiment="nope"))
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from drs.config.settings import PseudoLabelSettings
 from drs.data.voc import save_label_png
 from drs.labels.coverage import Coverage
 from drs.labels.scoring import evaluate_store
-from drs.config.settings import PseudoLabelSettings
 from drs.store.writer import MapStoreWriter
 
 MASK = np.array([[1, 1, 0, 2], [1, 1, 0, 0]], np.uint8)

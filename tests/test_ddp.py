@@ -25,13 +25,12 @@ import pytest
 import torch
 
 from drs.config.settings import ClassifierSettings, MapsSettings
-from drs.training.classifier import train_classifier
 from drs.config.workflow import check_config, ddp_nproc
 from drs.errors import UserError
 from drs.inference.maps import extract_maps
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
-
+from drs.training.classifier import train_classifier
 from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 SETTINGS = dict(
@@ -85,7 +84,9 @@ def toy_fit(out, **options):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loader = torch.utils.data.DataLoader(ToySet(), batch_size=4, shuffle=True, drop_last=True, generator=torch.Generator())
+    loader = torch.utils.data.DataLoader(
+        ToySet(), batch_size=4, shuffle=True, drop_last=True, generator=torch.Generator()
+    )
 
     def step_loss(model, batch, device):
         images, masks = batch
@@ -111,7 +112,8 @@ train_classifier(dataset, "train", out + "/cam", ClassifierSettings.from_dict(ca
 model = train_classifier(dataset, "train", out + "/drs", ClassifierSettings.from_dict(settings), "learnable")
 extract_maps(model, dataset, "train", out + "/maps/sharded.h5", MapsSettings(scales=[40, 48], flip=True, batch_size=3))
 try:
-    train_classifier(dataset, "train", out + "/resumed", ClassifierSettings.from_dict(settings), "learnable", stop_after_steps=3)
+    resumed = ClassifierSettings.from_dict(settings)
+    train_classifier(dataset, "train", out + "/resumed", resumed, "learnable", stop_after_steps=3)
 except KeyboardInterrupt:
     print(f"rank {distributed.rank()} interrupted", flush=True)
 toy_fit(out + "/toy")

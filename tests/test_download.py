@@ -21,8 +21,8 @@ from PIL import Image
 
 import drs.cli
 from drs.data import download
-from drs.data.download import fetch, prepare_voc2012
 from drs.data.archives import safe_extract
+from drs.data.download import fetch, prepare_voc2012
 from drs.data.voc import VOC_CLASSES
 from drs.errors import UserError
 

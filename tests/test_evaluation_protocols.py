@@ -12,16 +12,14 @@ from PIL import Image
 from scipy import ndimage
 
 from drs.cli import main
-from drs.evaluation.crf import crf_labels
+from drs.config.settings import EvaluationSettings, SegmenterSettings
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png
 from drs.errors import UserError
+from drs.evaluation.crf import crf_labels
 from drs.evaluation.evaluate import evaluate
 from drs.inference.segment import reference_crop
-from drs.config.settings import SegmenterSettings
 from drs.training.segmenter import train_segmenter
-from drs.config.settings import EvaluationSettings
-
 from helpers import TINY_SPEC
 
 TINY = dict(

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import memory_growth_mb
 
 from drs.config.settings import ClassifierSettings
-from drs.training.classifier import train_classifier
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import IMAGE_DIR, SPLIT_DIR
+from drs.training.classifier import train_classifier
+from helpers import memory_growth_mb
 
 FIRST, LAST = 50, 250  # resident memory is compared after these many images
 MAX_GROWTH_PER_IMAGE_MB = 0.1  # the store's own metadata is ~0.01 MB per image
@@ -38,13 +38,13 @@ seen = {}
 add = maps.MapStoreWriter.add
 def counting_add(self, *args):
     add(self, *args)
-    if len(self) in (%(first)d, %(last)d):
+    if len(self) in (FIRST, LAST):
         seen[len(self)] = rss_mb()
 maps.MapStoreWriter.add = counting_add
 checkpoint, dataset, out = sys.argv[1:4]
 extract_maps(checkpoint, dataset, "many", out, MapsSettings(scales=[128], batch_size=8))
 print(json.dumps(seen))
-""" % {"first": FIRST, "last": LAST}
+""".replace("FIRST", str(FIRST)).replace("LAST", str(LAST))
 
 
 @pytest.mark.slow

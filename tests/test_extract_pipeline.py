@@ -10,18 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drs.config.settings import ClassifierSettings
-from drs.store.model_files import load_classifier
-from drs.training.classifier import train_classifier
+from drs.config.settings import ClassifierSettings, MapsSettings
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.transforms import to_normalized_tensor
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.config.settings import MapsSettings
 from drs.inference.maps import combine, extract_maps
+from drs.store.model_files import load_classifier
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
+from drs.training.classifier import train_classifier
 
 SETTINGS = dict(
     width=0.125,
@@ -153,7 +152,6 @@ def test_maps_match_the_original_per_image_loop(dataset, checkpoint, tmp_path):
     forward, combine, uint8; stored through HDF5's own filter pipeline."""
     model, _ = load_classifier(checkpoint)
     voc = VOCDataset(dataset, "train")
-    device = torch.device("cpu")
     expected = {}
     for start in range(0, len(voc.ids), BATCH):
         chunk = voc.ids[start : start + BATCH]

@@ -9,8 +9,8 @@ from torch import nn
 
 from drs.config.settings import ClassifierSettings
 from drs.errors import UserError
-from drs.training.classifier import build_classifier
 from drs.models.vgg import drs_vgg16
+from drs.training.classifier import build_classifier
 
 NET = {"width": 0.125, "batch_norm": True, "extra_batch_norm": True, "stages": 3}
 

@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from drs.config.settings import ClassifierSettings
+from drs.config.settings import ClassifierSettings, RefinerSettings
 from drs.errors import UserError
 from drs.models.fold import fold_batch_norm
 from drs.models.vgg import DRSClassifier, drs_vgg16, group_count
 from drs.training.classifier import build_classifier
-from drs.config.settings import RefinerSettings
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drs.store.model_files import load_classifier
 from drs.cli import main
 from drs.errors import UserError
 from drs.store.authors import IMPORTERS
+from drs.store.model_files import load_classifier
 
 # VGG-16 as the reference builds it (cfg 'D1': pool5 removed, pool4 3x3 stride 1, conv5 dilated 2)
 CHANNELS = [(1, [64, 64]), (2, [128, 128]), (3, [256, 256, 256]), (4, [512, 512, 512]), (5, [512, 512, 512])]

@@ -17,9 +17,9 @@ from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.store.format import SCHEMA_VERSION, partial_path
+from drs.store.inspect import summary
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
-from drs.store.inspect import summary
 
 SIZE = 48
 NAMES = ["background", "a", "b", "c"]

@@ -24,7 +24,10 @@ def test_pretrain_backbone_writes_folded_weights_the_classifier_loads(tmp_path):
     from drs.models.vgg import drs_vgg16
 
     assert main(["corpus", str(tmp_path / "c"), "--num-images", "8", "--image-size", "32"]) == 0
-    settings = '{"width": 0.125, "batch_norm": true, "extra_batch_norm": true, "stages": 3, "pretrained": "none", "epochs": 1, "batch_size": 4, "input_size": 32, "crop_size": 32}'
+    settings = (
+        '{"width": 0.125, "batch_norm": true, "extra_batch_norm": true, "stages": 3, "pretrained": "none", '
+        '"epochs": 1, "batch_size": 4, "input_size": 32, "crop_size": 32}'
+    )
     out = tmp_path / "backbone.pt"
     assert (
         main(

@@ -12,10 +12,9 @@ from drs.cli import main
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
-from drs.store.writer import MapStoreWriter
-from drs.labels.rule import reference_label
-from drs.labels.rule import pseudo_label
+from drs.labels.rule import pseudo_label, reference_label
 from drs.report.tables import comparison_rows
+from drs.store.writer import MapStoreWriter
 
 
 def test_reference_label_ignores_nothing():

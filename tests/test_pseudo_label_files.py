@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drs.labels import writer as pl
 from drs.cli import main
+from drs.config.settings import PseudoLabelSettings
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
+from drs.labels import writer as pl
+from drs.labels.rule import pseudo_label
+from drs.labels.scoring import score_labels
+from drs.labels.writer import write_pseudo_labels
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
-from drs.labels.rule import pseudo_label
-from drs.labels.writer import write_pseudo_labels
-from drs.labels.scoring import score_labels
-from drs.config.settings import PseudoLabelSettings
 
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
 

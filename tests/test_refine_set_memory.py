@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import memory_growth_mb
 
 from drs.bench.voc_set import repeated_split, synthetic_store, voc_sized_set
+from helpers import memory_growth_mb
 
 FIRST, LAST = 50, 200  # resident memory is compared after these many items
 MAX_GROWTH_PER_ITEM_MB = 0.2  # without the trim: 0.67; with it 0.00-0.08 (one full-suite run)
@@ -34,10 +34,10 @@ data = RefineSet(VOCDataset(dataset, split), store, 128, 112)
 seen = {}
 for i in range(len(data)):
     data[i]
-    if i + 1 in (%(first)d, %(last)d):
+    if i + 1 in (FIRST, LAST):
         seen[i + 1] = rss_mb()
 print(json.dumps(seen))
-""" % {"first": FIRST, "last": LAST}
+""".replace("FIRST", str(FIRST)).replace("LAST", str(LAST))
 
 
 @pytest.mark.slow

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from drs.config.settings import MapsSettings
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
-from drs.config.settings import MapsSettings
 from drs.inference.maps import REFINED_SCORE_SCALE, combine, extract_maps
-from drs.store.reader import MapStore
-from drs.models.vgg import drs_vgg16
 from drs.labels.rule import pseudo_label
+from drs.models.vgg import drs_vgg16
 from drs.store.model_files import save_model
+from drs.store.reader import MapStore
 
 
 def test_combine_keeps_refined_scores_above_one():

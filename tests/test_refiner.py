@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from drs.config.settings import ClassifierSettings
-from drs.store.model_files import load_classifier
-from drs.training.classifier import train_classifier
+from drs.config.settings import ClassifierSettings, MapsSettings, RefinerSettings
+from drs.data.datasets import RefineSet, arg_max_only
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
-from drs.config.settings import MapsSettings
 from drs.inference.maps import extract_maps
+from drs.store.model_files import load_classifier
 from drs.store.reader import MapStore
-from drs.data.datasets import RefineSet, arg_max_only
-from drs.config.settings import RefinerSettings
+from drs.training.classifier import train_classifier
 from drs.training.refiner import train_refiner
 
 TINY = dict(

@@ -15,10 +15,9 @@ from PIL import Image
 
 from drs.cli import main
 from drs.errors import UserError
+from drs.report.inputs import load_metrics
 from drs.report.tables import comparison_rows, headline
 from drs.report.write import headline_section, write_report
-from drs.report.inputs import load_metrics
-
 from helpers import BIN, REPO
 
 NAMES = ["background", "red", "lime", "cyan"]
@@ -89,8 +88,8 @@ def test_comparison_rows_order_labels_and_ratio(run_metrics):
     assert all(r.ratio is None for r in rows[:3])
     lines = headline(rows, "drs", "cam")
     assert (
-        lines[0]
-        == "- DeepLabV3+ on DRS pseudo labels: 66.0% mIoU on val (6 images), 82.5% of the fully supervised model's 80.0%."
+        lines[0] == "- DeepLabV3+ on DRS pseudo labels: 66.0% mIoU on val (6 images), "
+        "82.5% of the fully supervised model's 80.0%."
     )
     assert "60.0% from the DRS maps (CAM: 50.0%), 70.0% after refinement" in lines[1]
 
@@ -123,12 +122,12 @@ def test_summary_and_report_files(run_metrics, tmp_path):
     text = summary.read_text()
     assert text.startswith("# DRS results\n\n## Headline\n")
     assert (
-        "| DeepLabV3+ on DRS pseudo labels | drs | DeepLabV3+ trained on pseudo labels | val | 6 | 66.0 | 90.0 | 82.5% |"
-        in text
+        "| DeepLabV3+ on DRS pseudo labels | drs | DeepLabV3+ trained on pseudo labels | val | 6 | 66.0 | 90.0 | "
+        "82.5% |" in text
     )
     assert (
-        "| DeepLabV3+ fully supervised | full | DeepLabV3+ trained on ground-truth masks | val | 6 | 80.0 | 90.0 | reference |"
-        in text
+        "| DeepLabV3+ fully supervised | full | DeepLabV3+ trained on ground-truth masks | val | 6 | 80.0 | 90.0 | "
+        "reference |" in text
     )
     # per experiment: a column per stage it has, per-class IoU in %, an absent class as a dash
     assert "### drs (DRS)\n\n| class | classifier maps (train) | refined maps (train) | DeepLabV3+ (val) |" in text
@@ -203,8 +202,8 @@ def fake_predictor(image):
 
 
 def test_strip_figure_columns_size_and_colours(tiny_run):
-    from drs.store.reader import MapStore
     from drs.report.figures import GAP, StripSources, header, palette_array, pick_strip_ids, strip_figure
+    from drs.store.reader import MapStore
 
     data = tiny_run["data"]
     opened = {name: MapStore(path) for name, path in tiny_run["stores"].items()}
@@ -355,8 +354,18 @@ def test_snakemake_report_renders_in_chromium(tiny_run, run_metrics, tmp_path):
 rule summary:
     output:
         summary="results/summary.md",
-        comparison=report("results/report/comparison.html", caption="{captions}/comparison.rst", category="Comparison", labels={{"result": "table"}}),
-        chart=report("results/report/per_class_iou.png", caption="{captions}/per_class_iou.rst", category="Comparison", labels={{"result": "chart"}}),
+        comparison=report(
+            "results/report/comparison.html",
+            caption="{captions}/comparison.rst",
+            category="Comparison",
+            labels={{"result": "table"}},
+        ),
+        chart=report(
+            "results/report/per_class_iou.png",
+            caption="{captions}/per_class_iou.rst",
+            category="Comparison",
+            labels={{"result": "chart"}},
+        ),
         strips=report("results/report/strips.png", caption="{captions}/strips.rst", category="Pictures"),
     shell:
         "{sys.executable} -m drs report --metrics {metrics_args} --label cam=CAM drs=DRS 'full=fully supervised' "

@@ -8,7 +8,6 @@ import yaml
 from snakemake.caching.rule import CacheFlag
 
 from drs.config import resources
-
 from helpers import REPO, load_workflow
 
 RESOURCES = {
@@ -39,7 +38,9 @@ PINNED = {"voc": {"url": "u", "md5": "a" * 32}, "aug": {"url": "v", "md5": "b" *
 
 
 def _cache(archives, cache_enabled=True):
-    return resources.between_workflow_cache(cache_enabled, resources.voc_archives_pinned({"voc2012": {"archives": archives}}))
+    return resources.between_workflow_cache(
+        cache_enabled, resources.voc_archives_pinned({"voc2012": {"archives": archives}})
+    )
 
 
 def test_voc_download_is_cached_only_when_every_md5_is_pinned():

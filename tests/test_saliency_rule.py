@@ -8,8 +8,8 @@ import argparse
 import numpy as np
 import pytest
 
-from drs.labels.rule import binarize_saliency, pseudo_label
 from drs.config.arguments import saliency_threshold_arg
+from drs.labels.rule import binarize_saliency, pseudo_label
 
 
 def grey(*values: int) -> np.ndarray:

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from drs.config.settings import LoopSettings, SegmenterSettings
 from drs.errors import UserError
-from drs.config.settings import SegmenterSettings
-from drs.config.settings import LoopSettings
 from drs.training.loop import fit
 from drs.training.schedules import poly_decay
 

@@ -42,12 +42,12 @@ def test_voc_run_shows_protocol_and_the_authors_figures(tmp_path):
     summary = tmp_path / "summary.md"
     files = write_report({("drs", "segmentation"): path}, tmp_path / "report", summary)
     text = summary.read_text()
-    line = next(l for l in text.splitlines() if l.startswith("- DeepLabV3+ of `drs`"))
+    line = next(s for s in text.splitlines() if s.startswith("- DeepLabV3+ of `drs`"))
     assert "protocol reference" in line and "val (1449 images)" in line and "513x513 centre crop" in line
     assert "dense CRF: 55.0% mIoU with it, 50.0% without" in line and "no flip" in line and "checkpoint last" in line
-    authors = [l for l in text.splitlines() if "the authors'" in l and "70.4% mIoU on val, 71.0% with CRF" in l]
+    authors = [s for s in text.splitlines() if "the authors'" in s and "70.4% mIoU on val, 71.0% with CRF" in s]
     assert len(authors) == 1 and "selected_on_val" in authors[0] and "--crop_val" in authors[0]
-    assert any("71.4% mIoU on test" in l and "DeepLab-V2" in l for l in text.splitlines())
+    assert any("71.4% mIoU on test" in s and "DeepLab-V2" in s for s in text.splitlines())
     html = files["comparison table"].read_text()
     assert "70.4% mIoU on val" in html and "protocol reference" in html
 

@@ -9,16 +9,15 @@ import pytest
 import torch
 
 from drs.cli import main
+from drs.config.settings import SegmenterSettings
+from drs.data.datasets import SegmentationSet
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, read_label_png, save_label_png
 from drs.errors import UserError
-from drs.inference.segment import Predictor
 from drs.evaluation.evaluate import evaluate
-from drs.data.datasets import SegmentationSet
-from drs.config.settings import SegmenterSettings
+from drs.inference.segment import Predictor
 from drs.store.model_files import load_segmenter
 from drs.training.segmenter import train_segmenter
-
 from helpers import TINY_SPEC
 
 TINY = dict(

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torchvision.models import resnet
 
 from drs.errors import UserError
-from drs.store.model_files import load_segmenter
 from drs.store.authors import import_vainf_segmenter as import_segmenter
+from drs.store.model_files import load_segmenter
 
 NUM_CLASSES = 21
 

@@ -9,15 +9,19 @@ import pytest
 import torch
 import yaml
 
-from helpers import REPO
-from drs.config.settings import ClassifierSettings
-from drs.cli import COMMANDS, parse_args
-from drs.errors import UserError
-from drs.config.settings import RefinerSettings
-from drs.config.settings import SegmenterSettings
-from drs.config.settings import EvaluationSettings, MapsSettings, PseudoLabelSettings
-from drs.config.schema import section
+from drs.cli import parse_args
 from drs.config.arguments import settings_from_args
+from drs.config.schema import section
+from drs.config.settings import (
+    ClassifierSettings,
+    EvaluationSettings,
+    MapsSettings,
+    PseudoLabelSettings,
+    RefinerSettings,
+    SegmenterSettings,
+)
+from drs.errors import UserError
+from helpers import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 SECTIONS = [

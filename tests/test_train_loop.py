@@ -10,12 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from drs.store.model_files import LAST_CHECKPOINT, MODEL_FILE
-from drs.training.loop import _batch_loss
-from drs.errors import UserError
 from drs.config.settings import LoopSettings
-from drs.store.model_files import atomic_save, load_checkpoint, save_model
-from drs.training.loop import fit
+from drs.errors import UserError
+from drs.store.model_files import LAST_CHECKPOINT, MODEL_FILE, atomic_save, load_checkpoint, save_model
+from drs.training.loop import _batch_loss, fit
 
 CPU = torch.device("cpu")
 

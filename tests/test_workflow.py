@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from drs.store.reader import MapStore
-
 from helpers import BIN, REPO, TINY_CONFIG, snakemake
 
 

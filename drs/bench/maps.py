@@ -134,9 +134,11 @@ def format_result(r: dict) -> str:
             f"images: {r['images']} at scales {r['scales']}{' + flip' if r['flip'] else ''}, batch {r['batch_size']}",
             f"bare forward: {r['forward_images_per_s']:.1f} img/s; extraction: {r['extract_images_per_s']:.1f} img/s "
             f"({100 * r['extract_to_forward_ratio']:.0f}% of the bare forward pass)",
-            f"store: {r['store_bytes_per_image'] / 1024:.1f} KiB/image = 1/{1 / r['store_to_dense_ratio']:.1f} of a dense "
+            f"store: {r['store_bytes_per_image'] / 1024:.1f} KiB/image = 1/{1 / r['store_to_dense_ratio']:.1f} of a "
+            "dense "
             f"C x H x W uint8 array (1/{1 / r['store_to_dense_voc20_ratio']:.1f} at VOC's 20 classes)",
             f"read one image: median {r['read_ms_median']:.2f} ms, p95 {r['read_ms_p95']:.2f} ms",
-            f"machine: {r['machine']['processor']}, {r['machine']['cpu_count']} cores, {r['machine']['device']}, torch {r['machine']['torch']}",
+            f"machine: {r['machine']['processor']}, {r['machine']['cpu_count']} cores, {r['machine']['device']}, "
+            f"torch {r['machine']['torch']}",
         ]
     )

@@ -93,7 +93,10 @@ def pipeline_once(
     }
 
 
-_CHILD = "import json, sys; from drs.bench.pipeline import pipeline_once; print(json.dumps(pipeline_once(**json.loads(sys.argv[1]))))"
+_CHILD = (
+    "import json, sys; from drs.bench.pipeline import pipeline_once; "
+    "print(json.dumps(pipeline_once(**json.loads(sys.argv[1]))))"
+)
 
 
 def _child(**kwargs) -> dict:
@@ -103,7 +106,8 @@ def _child(**kwargs) -> dict:
     )
     if run.returncode != 0:
         raise UserError(
-            f"pipeline benchmark child failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
+            "pipeline benchmark child failed: "
+            f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
         )
     return json.loads(run.stdout.strip().splitlines()[-1])
 

@@ -130,7 +130,8 @@ def check_config(config: dict) -> None:
     for name, exp in experiments.items():
         if name in RESERVED_NAMES:
             raise UserError(
-                f"config key 'experiments.{name}': the name is taken by a results folder; avoid {sorted(RESERVED_NAMES)}"
+                f"config key 'experiments.{name}': the name is taken by a results folder; avoid "
+                f"{sorted(RESERVED_NAMES)}"
             )
         if exp.get("supervision", "image") == "full":
             extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights", "pseudo_labels_dir"})
@@ -161,7 +162,8 @@ def check_config(config: dict) -> None:
             raise UserError(f"config key 'experiments.{name}.delta': required when drs is 'fixed' (a number in (0, 1])")
         if exp["drs"] != "fixed" and "delta" in exp:
             raise UserError(
-                f"config key 'experiments.{name}.delta': only used with drs: fixed (this experiment has drs: {exp['drs']})"
+                f"config key 'experiments.{name}.delta': only used with drs: fixed (this experiment has drs: "
+                f"{exp['drs']})"
             )
 
     if experiments[main].get("supervision", "image") == "full":
@@ -176,17 +178,20 @@ def check_config(config: dict) -> None:
             raise UserError("config key 'dataset_dir': required when dataset is 'folder' (a VOC-layout folder)")
         if Path(folder).exists() and not Path(folder).is_dir():
             raise UserError(
-                f"config key 'dataset_dir': {folder!r} is a file, not a folder (dataset: folder needs a VOC-layout folder)"
+                f"config key 'dataset_dir': {folder!r} is a file, not a folder (dataset: folder needs a VOC-layout "
+                "folder)"
             )
         if not Path(folder).is_dir():
             raise UserError(
-                f"config key 'dataset_dir': folder {folder!r} not found (dataset: folder needs an existing VOC-layout folder)"
+                f"config key 'dataset_dir': folder {folder!r} not found (dataset: folder needs an existing "
+                "VOC-layout folder)"
             )
     elif config.get("dataset_dir"):
         raise UserError(f"config key 'dataset_dir': only used with dataset: folder (dataset is {dataset!r})")
     if dataset == "voc2012" and not config.get("voc2012", {}).get("archives"):
         raise UserError(
-            "config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see config/voc2012.yaml)"
+            "config key 'voc2012.archives': required when dataset is 'voc2012' (name -> url, md5, extract; see "
+            "config/voc2012.yaml)"
         )
     if dataset == "synthetic":
         SynthSpec.from_dict(config.get("synthetic", {}))

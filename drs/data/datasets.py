@@ -92,7 +92,8 @@ class RefineSet(Dataset):
         if tuple(record.size) != array.shape[:2]:  # the transforms would resize both and hide the mismatch
             raise UserError(
                 f"{self.store_path}: maps of {image_id!r} are {record.size[0]}x{record.size[1]} but its image "
-                f"{self.voc.image_path(image_id)} is {array.shape[0]}x{array.shape[1]}; extract the maps of this dataset again"
+                f"{self.voc.image_path(image_id)} is {array.shape[0]}x{array.shape[1]}; extract the maps of this "
+                "dataset again"
             )
         image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
         classes, maps = record.classes, record.float()

@@ -10,7 +10,8 @@ The archives are described by the ``voc2012.archives`` section of the config::
 Downloads are resumable (``<file>.part`` plus an HTTP ``Range`` request), retried when a
 transfer is cut short, and checksummed over the whole file. Extraction refuses unsafe archives
 (absolute paths, ``..``, links leading outside) before writing anything, device files through
-tarfile's ``filter="data"``, and the dataset folder appears atomically: it is assembled in a hidden staging folder and renamed.
+tarfile's ``filter="data"``, and the dataset folder appears atomically: it is assembled in a hidden
+staging folder and renamed.
 """
 
 from __future__ import annotations

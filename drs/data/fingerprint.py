@@ -70,7 +70,7 @@ class Fingerprint:
         }
 
     @classmethod
-    def from_dict(cls, values: dict, where: str) -> "Fingerprint":
+    def from_dict(cls, values: dict, where: str) -> Fingerprint:
         try:
             return cls(
                 digest=str(values["digest"]),
@@ -172,7 +172,8 @@ def check_store_data(store, voc) -> None:
     ids = store.ids
     recorded = store.attrs.get("dataset_fingerprint")
     recorded = Fingerprint.from_dict(recorded, str(store.path)) if recorded else None
-    made_from = f"map store {store.path} was made from {store.attrs.get('dataset', '?')} ({recorded or 'no fingerprint recorded'})"
+    source = f"{store.attrs.get('dataset', '?')} ({recorded or 'no fingerprint recorded'})"
+    made_from = f"map store {store.path} was made from {source}"
     listed = set(voc.ids)
     absent = [i for i in ids if i not in listed] if voc.split == store.split else []
     if absent:

@@ -59,7 +59,7 @@ class SynthSpec:
     saliency: SaliencySpec = field(default_factory=SaliencySpec)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SynthSpec":
+    def from_dict(cls, values: dict) -> SynthSpec:
         """Build from a config mapping (the `synthetic:` section); unknown keys are errors."""
         check_keys("synthetic", values, cls)
         values = dict(values)
@@ -83,13 +83,15 @@ class SynthSpec:
         lo, hi = self.object_size
         if not 8 <= lo <= hi <= self.image_size:
             raise UserError(
-                f"config key 'synthetic.object_size': need 8 <= min <= max <= image_size ({self.image_size}), got {[lo, hi]}"
+                f"config key 'synthetic.object_size': need 8 <= min <= max <= image_size ({self.image_size}), got "
+                f"{[lo, hi]}"
             )
         if not 1 <= self.num_classes <= 20:
             raise UserError(f"config key 'synthetic.num_classes': need 1..20, got {self.num_classes}")
         if self.part_size * self.object_size[0] < 3:
             raise UserError(
-                f"config key 'synthetic.part_size': parts of {self.part_size} x {self.object_size[0]} px are under 3 px; "
+                f"config key 'synthetic.part_size': parts of {self.part_size} x {self.object_size[0]} px are under 3 "
+                "px; "
                 "raise part_size or object_size"
             )
 

@@ -62,5 +62,6 @@ def checkpoint_choice(record: dict) -> str:
         return "imported"
     if record.get("selected_on_val"):
         best = record["selected_on_val"]
-        return f"best on {best['split']} (step {best['step']} of validations every {best['every']}, mIoU {best['miou']:.4f})"
+        every = f"validations every {best['every']}"
+        return f"best on {best['split']} (step {best['step']} of {every}, mIoU {best['miou']:.4f})"
     return "last"

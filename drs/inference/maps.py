@@ -10,8 +10,8 @@ the raw outputs, negatives cut to 0); a score above 1 beats the background score
 pixel. The refined store holds scores up to ``REFINED_SCORE_SCALE`` (its ``score_scale``
 attribute): in the pseudo-label rule every score above 1 acts alike (it beats any background
 score and counts as a conflict), so saturating at 2 changes only a tie between two classes that
-both exceed 2. Only the image's ground-truth classes are kept. Images are processed in batches and written to the store as
-they come, so memory stays flat in the number of images; the store appears under its final name
+both exceed 2. Only the image's ground-truth classes are kept. Images are processed in batches and
+written to the store as they come, so memory stays flat in the number of images; the store appears under its final name
 only when complete.
 """
 
@@ -171,8 +171,7 @@ def localization_maps(
         with torch.inference_mode():
             per_image = forward_scales(model, tensors, settings.scales, settings.flip, device)
         results = (finish(*item) for item in zip(per_image, labels, sizes))
-        for image_id, classes, maps in zip(chunk, labels, results):
-            yield image_id, classes, maps
+        yield from zip(chunk, labels, results)
         # This batch's buffers are free now; without a trim the heap, fragmented by the store's
         # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.util.memory).
         del batch, tensors, per_image, results

@@ -157,7 +157,8 @@ def reference_score(
         if missing:
             raise UserError(
                 f"{store_path}: {len(missing)} image(s) of split {split!r} (e.g. {missing[0]!r}) have no maps; the "
-                f"reference protocol scores the split {split!r}, which must lie within the store's split {store.split!r}"
+                f"reference protocol scores the split {split!r}, which must lie within the store's split "
+                f"{store.split!r}"
             )
         use_saliency = s.saliency != "none"
         threshold_ids = threshold_images(voc, voc.ids, s)

@@ -1,1 +1,4 @@
-"""Models: pure ``nn.Module`` builders and weight-name mappings; they import nothing from drs but drs.models and drs.errors."""
+"""Models: pure ``nn.Module`` builders and weight-name mappings.
+
+They import nothing from drs but drs.models and drs.errors (no settings, data, store or stage).
+"""

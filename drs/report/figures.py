@@ -178,7 +178,7 @@ def pick_strip_ids(dataset, sources: StripSources, count: int) -> list[str]:
     """A deterministic choice of ``count`` ids: the first image (in split order) holding each class
     not yet shown, then the next images in order. Only images every source can draw are taken."""
     candidates = list(dataset.ids)
-    for name, store in sources.maps.items():
+    for store in sources.maps.values():
         candidates = [i for i in candidates if i in store]
     if sources.pseudo_labels is not None:
         present = {p.stem for p in Path(sources.pseudo_labels).glob("*.png")}
@@ -232,7 +232,7 @@ def strip_row(dataset, image_id: str, sources: StripSources, box: int) -> list[n
         panels.append(fit_in_box(colour_labels(dataset.load_mask(image_id)), box, nearest=True))
     else:
         panels.append(_message_panel(box, "no mask"))
-    for name, store in sources.maps.items():
+    for store in sources.maps.values():
         record = store.read(image_id)
         # scores, capped at 1 for the colours (refined stores hold scores up to their score_scale)
         heat = np.minimum(record.float().max(axis=0), 1.0) if len(record.classes) else np.zeros(shape, np.float32)

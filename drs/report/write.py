@@ -105,7 +105,8 @@ def write_report(
         heading = f"{experiment} ({label})" if label and label != experiment else experiment
         path = out_dir / f"experiment_{experiment}.html"
         body = html_table(header, cells, align, separators={len(names)})
-        body += f'\n<p class="note">IoU per class (%), from {", ".join(str(metrics_paths[(experiment, s)]) for s in STAGES if s in stages)}.</p>'
+        sources = ", ".join(str(metrics_paths[(experiment, s)]) for s in STAGES if s in stages)
+        body += f'\n<p class="note">IoU per class (%), from {sources}.</p>'
         atomic_write_text(path, html_page(f"Experiment {heading}", body))
         written[f"per-class table of {experiment}"] = path
         experiment_md += [f"### {heading}", "", markdown_table(header, cells, align)]

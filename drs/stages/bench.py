@@ -159,7 +159,8 @@ def _run_pipeline(args) -> int:
         r["memory"] = memory_pipeline(dataset, args.memory, args.scales, args.flip, args.batch_size)
         for count, run in r["memory"].items():
             print(
-                f"{count} images: peak RSS {run['peak_rss_mb']:.0f} MB (loader workers: {run['peak_rss_children_mb']:.0f} MB), {run['images_per_s']:.1f} img/s"
+                f"{count} images: peak RSS {run['peak_rss_mb']:.0f} MB (loader workers: "
+                f"{run['peak_rss_children_mb']:.0f} MB), {run['images_per_s']:.1f} img/s"
             )
     _write_json(args.out, r)
     return 0
@@ -175,7 +176,8 @@ def _run_loaders(args) -> int:
         for count, run in r["memory"].items():
             print(
                 f"{count} images: refiner training (one epoch) peak RSS {run['train_refiner_peak_rss_mb']:.0f} MB, "
-                f"its loader workers {run['train_refiner_workers_peak_rss_mb']:.0f} MB, {run['train_refiner_seconds']:.0f} s"
+                f"its loader workers {run['train_refiner_workers_peak_rss_mb']:.0f} MB, "
+                f"{run['train_refiner_seconds']:.0f} s"
             )
     _print_load_and_machine(r)
     _write_json(args.out, r)
@@ -195,7 +197,8 @@ def _run_labels(args) -> int:
         r["memory"] = stage_memory(dataset, args.memory)
         for count, run in r["memory"].items():
             print(
-                f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels {run['score_labels_peak_rss_mb']:.0f} MB"
+                f"{count} images: peak RSS pseudo-labels {run['pseudo_labels_peak_rss_mb']:.0f} MB, score-labels "
+                f"{run['score_labels_peak_rss_mb']:.0f} MB"
             )
     _print_load_and_machine(r)
     _write_json(args.out, r)

@@ -31,7 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--plan",
         metavar="JSON",
-        help="everything the report covers as one JSON object (what the workflow passes, from drs.config.plan.report_plan): metrics, labels, main, baseline, maps, pseudo_labels, segmenter, dataset, split; replaces the options from --metrics to --split",
+        help="everything the report covers as one JSON object (what the workflow passes, from "
+        "drs.config.plan.report_plan): metrics, labels, main, baseline, maps, pseudo_labels, segmenter, dataset, "
+        "split; replaces the options from --metrics to --split",
     )
     p.add_argument(
         "--metrics",

@@ -134,7 +134,8 @@ def import_vainf_segmenter(
     if class_names is None:
         if network["num_classes"] != len(VOC_CLASSES):
             raise UserError(
-                f"{src}: a {network['num_classes']}-class head; give its class names (PASCAL VOC has {len(VOC_CLASSES)})"
+                f"{src}: a {network['num_classes']}-class head; give its class names (PASCAL VOC has "
+                f"{len(VOC_CLASSES)})"
             )
         class_names = list(VOC_CLASSES)
     if len(class_names) != network["num_classes"]:

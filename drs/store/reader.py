@@ -102,7 +102,7 @@ class MapStore:
         if not isinstance(names, list) or len(names) < 2:
             raise UserError(f"{self.path}: attribute 'class_names' must list background plus at least one class")
 
-    def __enter__(self) -> "MapStore":
+    def __enter__(self) -> MapStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -164,7 +164,7 @@ class MapStoreWriter:
                 raise write_error(self.path, err) from None
             raise
 
-    def __enter__(self) -> "MapStoreWriter":
+    def __enter__(self) -> MapStoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -252,7 +252,7 @@ class MapStoreWriter:
             del dset  # closed: its chunks and header are written now
         self._check_writes()
 
-    def add_store(self, store: "MapStore") -> None:
+    def add_store(self, store: MapStore) -> None:
         """Append every image of another store, in its order, copying each image's compressed maps
         as they are (no decompression): how the parts of a sharded extraction become one store."""
         if self._file is None:

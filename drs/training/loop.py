@@ -206,7 +206,11 @@ def _epochs(
     world, rank = ddp.world_size(), ddp.rank()
     steps = len(loader)
     progress = StepProgress(
-        log, name, steps * max(0, settings.epochs - start_epoch), settings.log_every, sys.stderr.isatty() and ddp.is_main()
+        log,
+        name,
+        steps * max(0, settings.epochs - start_epoch),
+        settings.log_every,
+        sys.stderr.isatty() and ddp.is_main(),
     )
     total_steps = 0
     for epoch in range(start_epoch, settings.epochs):

@@ -89,7 +89,7 @@ def _context():
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
-def _terminate(pool: "ProcessPoolExecutor") -> None:
+def _terminate(pool: ProcessPoolExecutor) -> None:
     """Kill the pool's workers now (Python >= 3.14 has ``terminate_workers``), then wait for them."""
     terminate = getattr(pool, "terminate_workers", None)
     if terminate is not None:

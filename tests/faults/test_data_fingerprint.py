@@ -15,19 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from drs.config.settings import ClassifierSettings
-from drs.training.classifier import train_classifier
+from drs.config.settings import ClassifierSettings, MapsSettings, PseudoLabelSettings
 from drs.data.synth import generate
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset, save_label_png
 from drs.errors import UserError
-from drs.labels.scoring import evaluate_store
-from drs.config.settings import MapsSettings
 from drs.inference.maps import extract_maps
+from drs.labels.scoring import evaluate_store
+from drs.labels.writer import generate_pseudo_labels
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
-from drs.labels.writer import generate_pseudo_labels
-from drs.config.settings import PseudoLabelSettings
+from drs.training.classifier import train_classifier
 
 # the issue's $S, at 48 px to stay fast
 SETTINGS = dict(

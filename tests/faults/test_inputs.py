@@ -53,8 +53,8 @@ def ds(dataset, tmp_path) -> Path:
 def checkpoint(dataset, tmp_path_factory) -> Path:
     """A tiny classifier's model.pt (untrained: saved the way train-classifier saves it)."""
     from drs.config.settings import ClassifierSettings
-    from drs.training.classifier import build_classifier
     from drs.store.model_files import save_model
+    from drs.training.classifier import build_classifier
 
     settings = ClassifierSettings.from_dict(CLASSIFIER)
     voc = VOCDataset(dataset, "train")
@@ -165,8 +165,8 @@ def test_eval_maps_wrong_size_saliency_named(ds, tmp_path, capsys):
 
 def test_segmenter_label_out_of_range_named(ds, tmp_path):
     """Label 37 in a pseudo label: IndexError on CPU, or nothing at all when the crop missed it."""
-    from drs.data.datasets import SegmentationSet
     from drs.config.settings import SegmenterSettings
+    from drs.data.datasets import SegmentationSet
 
     voc = VOCDataset(ds, "train")
     labels = tmp_path / "labels"
@@ -241,9 +241,9 @@ def test_results_dir_that_is_a_file(tmp_path):
     import copy
 
     import yaml
-    from helpers import REPO
 
     from drs.config.workflow import check_config
+    from helpers import REPO
 
     default = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -283,8 +283,7 @@ def test_settings_types_and_ranges(values, message):
 
 
 def test_settings_accepts_int_for_float():
-    from drs.config.settings import ClassifierSettings
-    from drs.config.settings import SegmenterSettings
+    from drs.config.settings import ClassifierSettings, SegmenterSettings
 
     assert ClassifierSettings.from_dict({"lr": 1, "epochs": 2}).lr == 1
     with pytest.raises(UserError, match=r"'segmenter\.scale_range': expected a list of numbers"):
@@ -408,8 +407,8 @@ def test_evaluate_scales_above_zero(capsys):
 
 def test_refiner_names_maps_of_another_size(ds, tmp_path):
     """The refiner's transforms resize image and maps alike: a store of another size went unnoticed."""
-    from drs.store.writer import MapStoreWriter
     from drs.data.datasets import RefineSet
+    from drs.store.writer import MapStoreWriter
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -427,9 +426,9 @@ def test_refiner_names_maps_of_another_size(ds, tmp_path):
 
 
 def test_pseudo_labels_refuse_store_id_that_is_no_file_name(ds, tmp_path):
-    from drs.store.writer import MapStoreWriter
-    from drs.labels.writer import generate_pseudo_labels
     from drs.config.settings import PseudoLabelSettings
+    from drs.labels.writer import generate_pseudo_labels
+    from drs.store.writer import MapStoreWriter
 
     voc = VOCDataset(ds, "train")
     store = tmp_path / "train.h5"
@@ -504,9 +503,9 @@ def test_user_error_from_a_data_loading_worker_is_one_line():
 def test_evaluate_writes_nothing_outside_its_predictions(ds, tmp_path, capsys):
     """The issue's reproduction: `../../x` in val.txt (x.jpg and x.png present) made `drs evaluate`
     write x.png two folders above its predictions."""
-    from drs.training.segmenter import build_segmenter
     from drs.config.settings import SegmenterSettings
     from drs.store.model_files import save_model
+    from drs.training.segmenter import build_segmenter
 
     voc = VOCDataset(ds, "val")
     settings = SegmenterSettings.from_dict({"backbone": "resnet18", "width": 0.125, "pretrained": "none"})

@@ -90,8 +90,8 @@ def own_data(data, tmp_path):
 def classifier(tmp_path_factory, data):
     """An untrained classifier checkpoint (the faults here are in writing, not in the maps)."""
     from drs.config.settings import ClassifierSettings
-    from drs.training.classifier import build_classifier
     from drs.store.model_files import save_model
+    from drs.training.classifier import build_classifier
 
     root, _ = data
     settings = ClassifierSettings.from_dict(CLASSIFIER)

@@ -13,14 +13,13 @@ import pytest
 import yaml
 
 from drs.cli import main
+from drs.config.settings import PseudoLabelSettings
 from drs.data.check import check_dataset
 from drs.data.synth_spec import SynthSpec
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.labels.scoring import evaluate_store
-from drs.config.settings import PseudoLabelSettings
 from drs.store.writer import MapStoreWriter
-
 from helpers import TINY_CONFIG, snakemake
 
 SPEC = SynthSpec(num_train=4, num_val=2, image_size=32, object_size=(12, 20), num_classes=2)
