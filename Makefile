@@ -40,7 +40,11 @@ $(STAMP): pyproject.toml
 check-report: $(STAMP)
 	$(BIN)/python scripts/check_report.py results/report.html --install
 
+# The linters CI runs: ruff over the package, tests and scripts (configured in pyproject.toml),
+# Snakemake's own lint and snakefmt over the workflow.
 lint: $(STAMP)
+	$(BIN)/ruff check drs tests scripts
+	$(BIN)/ruff format --check drs tests scripts
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 

@@ -31,8 +31,8 @@ from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
 CLASSIFIER = {
     "width": 0.125,
@@ -406,6 +406,8 @@ WRITE_STORE = """
 import sys
 import numpy as np
 from drs.store.writer import MapStoreWriter
+
+from helpers import REPO
 rng = np.random.default_rng(0)
 with MapStoreWriter(sys.argv[1], class_names=["background", "a", "b"], scales=[64], flip=False, stage="cam",
                     split="train", dataset="d") as writer:

@@ -1,6 +1,6 @@
 """Cluster submission: the profiles' dry runs, and the workflow on a real one-node SLURM cluster.
 
-The `slurm` tests start SLURM on this host (tests/slurm/setup.sh: slurmctld, slurmd, slurmdbd for
+The `slurm` tests start SLURM on this host (tests/workflow/slurm/setup.sh: slurmctld, slurmd, slurmdbd for
 sacct, MariaDB, munge; about 10 s once the packages are installed) and run the tiny config
 through `--profile workflow/profiles/slurm`, beside a local run of the same targets. One SLURM
 run is cut short: its train_classifier job is cancelled with scancel after its first epoch
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, REPO, TINY_CONFIG, snakemake
+from helpers import BIN, REPO, TINY_CONFIG, load_workflow, snakemake
 
-SLURM_SCRIPTS = REPO / "tests" / "slurm"
+SLURM_SCRIPTS = REPO / "tests" / "workflow" / "slurm"
 PROFILES = REPO / "workflow" / "profiles"
 # What the SLURM runs build. Default: stages 1-3 of the main experiment, every kind of job in four
 # SLURM jobs (the dataset: a CPU job; classifier training, cancelled then resumed, and map
@@ -123,12 +123,9 @@ def test_local_profile_dry_run_shows_threads_gpu_memory_and_time(workdir):
 
 
 def declared_localrules() -> set[str]:
-    """The rules named in `localrules:` in the Snakefile and workflow/rules/*.smk."""
-    names = set()
-    for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
-        for block in re.findall(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", path.read_text(), re.M):
-            names.update(re.findall(r"\w+", block))
-    return names
+    """The rules the workflow runs where Snakemake runs (its `localrules:`), as Snakemake parses it."""
+    with load_workflow(TINY_CONFIG) as workflow:
+        return {rule.name for rule in workflow.rules if workflow.is_local(rule)}
 
 
 @pytest.mark.slow
@@ -161,7 +158,7 @@ def _skip_reason() -> str | None:
     if not sys.platform.startswith("linux"):
         return "a SLURM test cluster needs Linux"
     if os.geteuid() != 0:
-        return "needs root: tests/slurm/setup.sh installs (apt-get) and starts the SLURM daemons"
+        return "needs root: tests/workflow/slurm/setup.sh installs (apt-get) and starts the SLURM daemons"
     daemons = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "munged", "mariadbd")
     if not all(shutil.which(d) for d in daemons) and not shutil.which("apt-get"):
         return "SLURM is not installed and apt-get is missing to install it"
@@ -217,15 +214,14 @@ def cluster():
         )
     except subprocess.TimeoutExpired:
         subprocess.run(["bash", str(SLURM_SCRIPTS / "teardown.sh"), str(state), "--remove"], timeout=180)
-        pytest.fail("tests/slurm/setup.sh did not finish in 900 s")
+        pytest.fail("tests/workflow/slurm/setup.sh did not finish in 900 s")
     if setup.returncode in (3, 4):  # the host has a SLURM of its own, or apt-get failed
         shutil.rmtree(state, ignore_errors=True)
-        _no_cluster(
-            f"tests/slurm/setup.sh: {(setup.stderr.strip().splitlines() or ['exit ' + str(setup.returncode)])[-1]}"
-        )
+        last = (setup.stderr.strip().splitlines() or [f"exit {setup.returncode}"])[-1]
+        _no_cluster(f"tests/workflow/slurm/setup.sh: {last}")
     if setup.returncode != 0:
         shutil.rmtree(state, ignore_errors=True)
-        pytest.fail(f"tests/slurm/setup.sh failed:\n{setup.stdout}\n{setup.stderr}")
+        pytest.fail(f"tests/workflow/slurm/setup.sh failed:\n{setup.stdout}\n{setup.stderr}")
     print(setup.stdout, f"set-up: {time.monotonic() - start:.1f} s", sep="")
     env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
     try:

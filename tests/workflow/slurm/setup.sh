@@ -2,9 +2,9 @@
 # A real one-node SLURM cluster, with job accounting (sacct), on this host: for tests/test_slurm.py
 # and for trying the slurm profile by hand.
 #
-#   tests/slurm/setup.sh STATE_DIR      # install if needed, configure, start, wait until idle
+#   tests/workflow/slurm/setup.sh STATE_DIR      # install if needed, configure, start, wait until idle
 #   source STATE_DIR/env                # SLURM_CONF for sinfo, sbatch, sacct, snakemake ...
-#   tests/slurm/teardown.sh STATE_DIR   # stop exactly what setup started (pids in STATE_DIR/pids)
+#   tests/workflow/slurm/teardown.sh STATE_DIR   # stop exactly what setup started (pids in STATE_DIR/pids)
 #
 # Needs root and apt-get (Debian 12: slurm-wlm 22.05, munge, slurmdbd, mariadb-server). Everything
 # lives under STATE_DIR (configuration, munge key, MariaDB data, spool, logs, pid files) but one
@@ -75,7 +75,7 @@ if [ -e "$RUN_CONF" ] || [ -L "$RUN_CONF" ]; then
     if [[ $target == */slurm.conf && -f $(dirname "$target")/pids ]]; then
         echo "another test cluster is running ($RUN_CONF -> $target)" >&2
         exit 3
-    elif ! grep -qs '^# written by tests/slurm/setup.sh' "$RUN_CONF" && [ -e "$RUN_CONF" ]; then
+    elif ! grep -qs '^# written by tests/workflow/slurm/setup.sh' "$RUN_CONF" && [ -e "$RUN_CONF" ]; then
         echo "this host has its own SLURM configuration ($RUN_CONF): not replaced" >&2
         exit 3
     fi
@@ -149,7 +149,7 @@ say "mariadbd up"
 CPUS=$(nproc --all)
 MEM_MB=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
 cat >"$STATE/slurm.conf" <<EOF
-# written by tests/slurm/setup.sh
+# written by tests/workflow/slurm/setup.sh
 ClusterName=$CLUSTER
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -191,7 +191,7 @@ echo "NodeName=$NODE Name=gpu File=/dev/null" >"$STATE/gres.conf"
 (
     umask 077
     cat >"$STATE/slurmdbd.conf" <<EOF
-# written by tests/slurm/setup.sh
+# written by tests/workflow/slurm/setup.sh
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what tests/slurm/setup.sh STATE_DIR started, and nothing else: first the jobs still queued
+# Stops what tests/workflow/slurm/setup.sh STATE_DIR started, and nothing else: first the jobs still queued
 # or running on that cluster, then each daemon by the pid setup.sh recorded in STATE_DIR/pids
 # (newest first: slurmd, slurmctld, slurmdbd, mariadbd, munged), checking that the pid still
 # belongs to that program; SIGTERM, then SIGKILL after 20 s; and the link setup.sh made to its
