@@ -70,7 +70,8 @@ def pipeline_once(
     )
     before, main_before = os.times(), time.thread_time()
     start = time.perf_counter()
-    write_store(Path(out), model, voc, voc.ids, scales, flip, batch_size, torch.device("cpu"), True, workers, options)
+    settings = MapsSettings(scales=list(scales), flip=flip, batch_size=batch_size)
+    write_store(Path(out), model, voc, voc.ids, settings, torch.device("cpu"), True, workers, options)
     seconds = time.perf_counter() - start
     after, main_cpu = os.times(), time.thread_time() - main_before
     n = len(voc)

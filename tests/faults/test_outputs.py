@@ -407,7 +407,6 @@ import sys
 import numpy as np
 from drs.store.writer import MapStoreWriter
 
-from helpers import REPO
 rng = np.random.default_rng(0)
 with MapStoreWriter(sys.argv[1], class_names=["background", "a", "b"], scales=[64], flip=False, stage="cam",
                     split="train", dataset="d") as writer:
