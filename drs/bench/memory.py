@@ -26,8 +26,6 @@ from drs.bench.memory import memory_child_run
 memory_child_run(*sys.argv[1:])
 print(json.dumps(_rss_peaks_mb()))
 """
-
-
 #: the refiner the memory figure trains: config.yaml's (1/8 width, 3 stages, 128 px inputs, 112 px
 #: crops), one epoch over every image, its loader with all usable cores as workers (as on CUDA)
 MEMORY_REFINER = dict(

@@ -25,11 +25,7 @@ from drs.util.files import usable_cores
 from drs.util.processes import map_in_workers
 
 WIDTH, HEIGHT = 500, 375
-
-
 STRIDE = 8  # the classifier's output stride (VGG-16 without its 5th pooling stage)
-
-
 DEFAULT_CACHE = Path("results") / "bench"
 
 

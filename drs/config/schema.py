@@ -22,8 +22,6 @@ import yaml
 from drs.errors import UserError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
 # lower bounds of the trainers' settings, by key (a key a section lacks is skipped; a list's every item)
 AT_LEAST = {
     "epochs": 1,
@@ -39,8 +37,6 @@ AT_LEAST = {
     "poly_power": 0,
     "output_stride": 1,
 }
-
-
 ABOVE = {"lr": 0, "width": 0}
 
 

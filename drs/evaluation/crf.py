@@ -39,6 +39,8 @@ REFERENCE = CRFParams()
 def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams = REFERENCE) -> np.ndarray:
     """(C, H, W) float32 marginals after the CRF, from an HxWx3 uint8 image and (C, H, W) softmax
     scores of the same size."""
+    # pydensecrf: a compiled extension, imported where the CRF runs (in the CRF's own processes;
+    # `drs evaluate` without --crf, and a bare GPU node, never need it)
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 

@@ -42,8 +42,6 @@ from drs.util.files import check_outside_dataset, file_sha256, usable_cores
 from drs.util.memory import release_free_memory
 
 log = logging.getLogger("drs.extract")
-
-
 REFINED_SCORE_SCALE = 2.0
 
 

@@ -20,11 +20,7 @@ from drs.util.files import check_replaceable_dir, publishing_dir, usable_cores
 from drs.util.processes import map_in_workers
 
 log = logging.getLogger("drs.pseudo_labels")
-
-
-KIND = "pseudo labels"  # the kind of folder `drs pseudo-labels` publishes (fileio.MARKER)
-
-
+KIND = "pseudo labels"  # the kind of folder `drs pseudo-labels` publishes (drs.util.files.MARKER)
 CHUNK_IMAGES = 100  # the most images a worker labels with the store open
 
 
@@ -177,7 +173,7 @@ def write_pseudo_labels(store_path: str | Path, out_dir: str | Path, **options) 
     ``missing_saliency="threshold"`` (then it uses the threshold; a warning counts them).
     ``workers`` processes (default: all usable cores; 1 runs inline). The folder is built under
     ``.<name>.partial`` and renamed to ``out_dir`` when complete, replacing an existing folder of
-    label PNGs that this command wrote (its marker file, fileio.MARKER), never any other folder nor
+    label PNGs that this command wrote (its marker file, drs.util.files.MARKER), never any other folder nor
     one in the dataset folder; on failure (a full disk, SIGTERM) ``out_dir`` is left as it was, and
     the workers die with this process, even killed. ``options`` are those of
     :func:`generate_pseudo_labels` (dataset, settings, workers).

@@ -35,20 +35,12 @@ from drs.models.vgg import DRSClassifier, drs_vgg16
 REFERENCE_CONVS = tuple(
     f"layer{stage}_conv{i}" for stage, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)
 )
-
-
 #: their index in the reference's ``features`` list (make_layers(cfg['D1']))
 REFERENCE_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-
-
 REFERENCE_DRS = tuple(name.replace("_conv", "_relu") for name in REFERENCE_CONVS) + tuple(
     f"extra_relu{i}" for i in (1, 2, 3)
 )
-
-
 REFERENCE_EXTRA = tuple(f"extra_conv{i}" for i in (1, 2, 3))
-
-
 REFERENCE_CLASSIFIER = "extra_conv4"
 
 

@@ -18,7 +18,7 @@ Only the classes present in an image are stored, so a store is a small fraction 
 C x H x W arrays. A store being written lives under a hidden name (``.<name>.partial``) in the same
 folder and is renamed to its final name only when closed cleanly, so a store under its final name is
 always complete. One writer at a time: a second run on the same store is told that another run is
-writing it (``fileio.output_lock``). A failed write (a full disk) stops the writer at once with one
+writing it (``drs.util.files.output_lock``). A failed write (a full disk) stops the writer at once with one
 error naming the store; the partial file is removed and the store under the final name is kept.
 
 ``drs inspect STORE`` prints a summary; ``drs inspect STORE --id ID --out overlay.png`` draws one
@@ -32,28 +32,14 @@ from pathlib import Path
 from drs.errors import UserError
 
 FORMAT = "drs-map-store"
-
-
 SCHEMA_VERSION = 1
-
-
 MAPS_GROUP = "maps"
-
-
 IDS_DATASET = "ids"
-
-
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-
-
 #: per chunk, what HDF5's filter pipeline of ``COMPRESSION`` makes of a uint8 chunk: shuffle is the
 #: identity on 1-byte elements, then deflate (zlib's ``compress2`` at the same level)
 _ZLIB_LEVEL = COMPRESSION["compression_opts"]
-
-
 _JSON_ATTRS = ("class_names", "scales", "config", "dataset_fingerprint")
-
-
 LIBVER = ("v110", "v110")  # readable by HDF5 >= 1.10 (h5py >= 2.10)
 
 

@@ -89,7 +89,7 @@ class MapStoreWriter:
     Use as a context manager: on a clean exit the store is completed and renamed to ``path``; on an
     exception the partial file is deleted and ``path`` is left as it was. Outside ``with``, call
     :meth:`close` (complete) or :meth:`abort` (discard). An HDF5 write that fails (a full disk)
-    discards the store and raises a UserError naming it (``fileio.write_error``).
+    discards the store and raises a UserError naming it (``drs.util.files.write_error``).
 
     ``compress_workers`` > 0: each image's chunks are deflated on a pool of that many threads
     (zlib releases the GIL) while the caller goes on, and written in order, already compressed,

@@ -28,8 +28,6 @@ from drs.training.schedules import poly_schedule
 from drs.training.validation import BestOnVal
 
 log = logging.getLogger("drs.segmenter")
-
-
 GROUND_TRUTH = "ground-truth"
 
 
