@@ -1,4 +1,4 @@
-# Two commands for a fresh machine (see README):
+# Two commands for a fresh machine (see README.md):
 #   make run   - create .venv if missing, install, run the whole workflow on config.yaml
 #   make test  - create .venv if missing, install, run the test suite
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.drs-installed
 .PHONY: run test install lint clean check-report
 
 # The workflow, then the HTML report of it, then where things are and the headline numbers.
-# It recovers from a killed run by itself (README: Recovering a killed run): first the lock a
+# It recovers from a killed run by itself (docs/running.md: Recovering a killed run): first the lock a
 # killed Snakemake left is removed, unless a Snakemake or a job of it still runs here
 # (scripts/snakemake_recover.py; then it stops and says which), and --rerun-incomplete redoes
 # the jobs the killed run had started. Both are no-ops after a run that ended normally.

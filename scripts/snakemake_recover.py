@@ -16,7 +16,7 @@ running, writing its outputs). This looks for them on this machine:
 - a lock and none: it runs `SNAKEMAKE OPTIONS --unlock` in DIR (exit 0 when that succeeds).
 
 Processes on other machines (a SLURM job of the killed run, another login node sharing DIR) are
-out of sight; README "Recovering a killed run" says what to check there. Ctrl-C and SIGTERM do not
+out of sight; docs/running.md "Recovering a killed run" says what to check there. Ctrl-C and SIGTERM do not
 need this: Snakemake removes its lock itself then (after the running jobs, for SIGTERM).
 """
 

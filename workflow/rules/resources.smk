@@ -1,4 +1,4 @@
-# What each job asks for (README: Running on a cluster; drs.config.resources). A rule that does
+# What each job asks for (docs/running.md: Running on a cluster; drs.config.resources). A rule that does
 # real work declares `threads: job_threads(KIND)` and `resources: **job_resources(KIND, "RULE")`
 # with KIND gpu_job or cpu_job and its own name (a job under torchrun asks for a GPU per process);
 # a training or map-extraction rule runs its stage as `{params.launch} <stage> ...` with
