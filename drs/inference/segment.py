@@ -17,17 +17,34 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from drs.data.transforms import to_normalized_tensor
+from drs.data.transforms import NORMALIZATIONS
 from drs.errors import UserError
 from drs.evaluation.metrics import SegmentationScore
 from drs.runtime.device import pick_device
 from drs.store.model_files import load_segmenter
 
 
-class Predictor:
-    """A trained DeepLabV3+ as a function: HxWx3 uint8 image -> HxW uint8 labels (0 background).
+def input_tensor(model, image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 image -> the (3, H, W) input ``model`` takes: ImageNet-normalised RGB, or for
+    DeepLab-V2 caffe's BGR with the mean subtracted (its ``input_normalization``)."""
+    return NORMALIZATIONS[getattr(model, "input_normalization", "imagenet")](image)
 
-    ``scales`` are factors of the image's size; ``flip`` adds each scale's mirror image.
+
+def upsampled_logits(model, batch: torch.Tensor, size) -> torch.Tensor:
+    """The model's logits of ``batch`` (float32), bilinearly resized to ``size`` (DeepLab-V2's come
+    at 1/8 of the input, DeepLabV3+'s at the input's size)."""
+    logits = model(batch).float()
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class Predictor:
+    """A trained segmenter (DeepLabV3+ or DeepLab-V2) as a function: HxWx3 uint8 image -> HxW uint8
+    labels (0 background).
+
+    ``scales`` are factors of the image's size; ``flip`` adds each scale's mirror image. DeepLab-V2
+    takes its own multi-scale maximum inside (1.0, 0.5, 0.75: the reference's MSC) at each scale.
     """
 
     def __init__(self, checkpoint: str | Path, device=None, scales: Sequence[float] = (1.0,), flip: bool = False):
@@ -45,16 +62,14 @@ class Predictor:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
         height, width = image.shape[:2]
-        x = to_normalized_tensor(image)[None].to(self.device)
+        x = input_tensor(self.model, image)[None].to(self.device)
         total = None
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
             for scale in self.scales:
                 size = (max(8, round(height * scale)), max(8, round(width * scale)))
                 xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if scale != 1 else x
                 batch = torch.cat([xs, xs.flip(-1)]) if self.flip else xs
-                logits = F.interpolate(
-                    self.model(batch).float(), size=(height, width), mode="bilinear", align_corners=False
-                )
+                logits = upsampled_logits(self.model, batch, (height, width))
                 prob = logits.softmax(1)
                 prob = (prob[0] + prob[1].flip(-1)) / 2 if self.flip else prob[0]
                 total = prob if total is None else total + prob
@@ -95,7 +110,7 @@ def validation_miou(model, voc, protocol: str = "reference", crop_size: int = RE
                 image, mask = voc.load_image(image_id), voc.load_mask(image_id)
                 if protocol == "reference":
                     image, mask = reference_crop(image, mask, crop_size)
-                logits = model(to_normalized_tensor(image)[None].to(device))
+                logits = upsampled_logits(model, input_tensor(model, image)[None].to(device), mask.shape)
                 score.add(logits[0].argmax(0).to(torch.uint8).cpu().numpy(), mask)
     finally:
         model.train(training)

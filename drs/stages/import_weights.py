@@ -1,5 +1,6 @@
 """Convert a checkpoint of the reference code (qjadud1994/DRS: DRS_learnable.pth,
-Refine_DRS_learnable.pth; the DeepLabV3+ Deeplabv3_pseudo_segmentation_labels.pth) into OUT/model.pt,
+Refine_DRS_learnable.pth; the DeepLabV3+ Deeplabv3_pseudo_segmentation_labels.pth; with --architecture
+deeplabv2 their DeepLab-V2 checkpoint_final.pth, Deeplabv2_pseudo_segmentation_labels.pth) into OUT/model.pt,
 usable by extract-maps, evaluate and the workflow. Refuses, naming the first bad key, anything whose
 keys or shapes do not fit."""
 
@@ -28,6 +29,12 @@ def add_arguments(p) -> None:
         default=16,
         help="segmenter: the output stride to build the network with (default 16, the reference's)",
     )
+    p.add_argument(
+        "--architecture",
+        choices=["deeplabv3plus", "deeplabv2"],
+        default="deeplabv3plus",
+        help="segmenter: the authors' DeepLabV3+ (VainF's format, the default) or DeepLab-V2 (DeepLab-V2-PyTorch's)",
+    )
 
 
 def run(args) -> int:
@@ -37,7 +44,9 @@ def run(args) -> int:
     elif args.drs is not None or args.delta is not None:
         raise UserError(f"--drs and --delta apply to KIND classifier only, not {args.kind}")
     if args.kind == "segmenter":
-        options.update(output_stride=args.output_stride)
+        options.update(output_stride=args.output_stride, architecture=args.architecture)
+    elif args.architecture != "deeplabv3plus":
+        raise UserError(f"--architecture applies to KIND segmenter only, not {args.kind}")
     existing = Path(args.out) / MODEL_FILE
     if existing.exists() and not args.replace:  # e.g. a model trained here: never overwritten silently
         raise UserError(f"{existing}: exists; pass --replace to overwrite it, or pick another OUT")

@@ -22,6 +22,7 @@ import torch
 from drs.data.voc import VOC_CLASSES, read_class_names
 from drs.errors import UserError
 from drs.models.deeplab import deeplabv3plus
+from drs.models.deeplabv2 import deeplabv2, infer_deeplabv2, reference_state
 from drs.models.reference_vgg import REFERENCE_CLASSIFIER, from_reference_state, reference_num_classes
 from drs.models.vainf import STATE_KEY, first_misfit, infer_network
 from drs.store.model_files import save_model
@@ -96,6 +97,20 @@ def import_refiner(src, out, drs: str = "none", delta: float | None = None, data
     return _import("refiner", src, out, "none", None, dataset)
 
 
+def head_class_names(src: Path, num_classes: int, class_names: list[str] | None) -> list[str]:
+    """The class names of a segmenter's ``num_classes``-class head: ``class_names``, or PASCAL VOC's
+    21 for a 21-class head (a UserError naming ``src`` otherwise)."""
+    if class_names is None:
+        if num_classes != len(VOC_CLASSES):
+            raise UserError(
+                f"{src}: a {num_classes}-class head; give its class names (PASCAL VOC has {len(VOC_CLASSES)})"
+            )
+        return list(VOC_CLASSES)
+    if len(class_names) != num_classes:
+        raise UserError(f"{src}: {num_classes} classes in the head, {len(class_names)} class names given")
+    return list(class_names)
+
+
 def read_vainf_checkpoint(src: str | Path) -> dict:
     """The ``model_state`` state dict of a VainF-format checkpoint, read with ``weights_only=True``.
 
@@ -131,15 +146,7 @@ def import_vainf_segmenter(
     if bad:
         raise UserError(f"{src}: first bad key '{bad[0]}': not a tensor")
     network = infer_network(state, src)
-    if class_names is None:
-        if network["num_classes"] != len(VOC_CLASSES):
-            raise UserError(
-                f"{src}: a {network['num_classes']}-class head; give its class names (PASCAL VOC has "
-                f"{len(VOC_CLASSES)})"
-            )
-        class_names = list(VOC_CLASSES)
-    if len(class_names) != network["num_classes"]:
-        raise UserError(f"{src}: {network['num_classes']} classes in the head, {len(class_names)} class names given")
+    class_names = head_class_names(src, network["num_classes"], class_names)
     model = deeplabv3plus(network["num_classes"], network["backbone"], output_stride)
     misfit = first_misfit(model.state_dict(), state)
     if misfit is not None:
@@ -163,14 +170,79 @@ def import_vainf_segmenter(
     return path
 
 
+def import_deeplabv2(src: str | Path, out: str | Path, class_names: list[str] | None = None) -> Path:
+    """The authors' DeepLab-V2 (their DeepLab-V2-PyTorch ``checkpoint_final.pth``, released as
+    ``Deeplabv2_pseudo_segmentation_labels.pth``: a state dict of the multi-scale model) as
+    ``OUT/model.pt`` of kind ``segmenter``. The keys are ours (:mod:`drs.models.deeplabv2`), a
+    ``module.`` prefix dropped; the backbone, width and classes come from the tensors' shapes; batch
+    norm's ``num_batches_tracked`` may be absent. Any other misfit names the first key."""
+    src, out = Path(src), Path(out)
+    if not src.is_file():
+        raise UserError(f"{src}: checkpoint not found")
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    if isinstance(state, dict) and isinstance(state.get("model_state"), dict):
+        raise UserError(
+            f"{src}: a VainF DeepLabV3+ checkpoint (model_state); import it with --architecture deeplabv3plus"
+        )
+    if not isinstance(state, dict) or not state:
+        raise UserError(f"{src}: expected the state dict of the reference's DeepLab-V2 (MSC)")
+    state = reference_state(state)
+    if not any(k.startswith("base.") for k in state):  # the base network's state dict alone
+        state = {f"base.{k}": v for k, v in state.items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise UserError(f"{src}: first bad key '{bad[0]}': not a tensor")
+    network = infer_deeplabv2(state, str(src))
+    class_names = head_class_names(src, network["num_classes"], class_names)
+    model = deeplabv2(**network)
+    expected = model.state_dict()
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
+    misfit = first_misfit(expected, state)
+    if misfit is not None:
+        raise UserError(f"{src}: does not fit DeepLab-V2 ({network['backbone']}): first bad key {misfit}")
+    model.load_state_dict(state, strict=True)
+    digest = file_sha256(src)
+    record = {
+        "kind": "segmenter",
+        "model_config": model.config,
+        "settings": {},
+        "class_names": list(class_names),
+        "supervision": "image",
+        "labels": "the authors' (imported checkpoint)",
+        "imported_from": str(src),
+        "source_sha256": digest,
+        "source_format": "qjadud1994/DRS DeepLab-V2-PyTorch (DeepLabV2_ResNet101_MSC state dict)",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(model, record, out)
+    log.info("imported %s (sha256 %s) as %s", src, digest, path)
+    return path
+
+
 def import_segmenter(
-    src, out, drs: str = "none", delta: float | None = None, dataset=None, output_stride: int = 16
+    src,
+    out,
+    drs: str = "none",
+    delta: float | None = None,
+    dataset=None,
+    output_stride: int = 16,
+    architecture: str = "deeplabv3plus",
 ) -> Path:
-    """The authors' DeepLabV3+ (``Deeplabv3_pseudo_segmentation_labels.pth``, VainF's format) as
-    ``OUT/model.pt`` of kind ``segmenter`` (:func:`import_vainf_segmenter`)."""
+    """The authors' segmenter as ``OUT/model.pt`` of kind ``segmenter``: their DeepLabV3+
+    (``Deeplabv3_pseudo_segmentation_labels.pth``, VainF's format: :func:`import_vainf_segmenter`)
+    or, with ``architecture="deeplabv2"``, their DeepLab-V2 (:func:`import_deeplabv2`)."""
     if drs != "none" or delta is not None:
-        raise UserError("DeepLabV3+ has no DRS modules: --drs and --delta apply to KIND classifier only")
+        raise UserError("a segmenter has no DRS modules: --drs and --delta apply to KIND classifier only")
     names = list(read_class_names(dataset)) if dataset is not None else None
+    if architecture == "deeplabv2":
+        return import_deeplabv2(src, out, class_names=names)
+    if architecture != "deeplabv3plus":
+        raise UserError(f"--architecture {architecture}: expected deeplabv3plus or deeplabv2")
     return import_vainf_segmenter(src, out, output_stride=output_stride, class_names=names)
 
 

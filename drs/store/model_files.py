@@ -21,6 +21,7 @@ from torch import nn
 
 from drs.errors import UserError
 from drs.models.deeplab import DeepLabV3Plus
+from drs.models.deeplabv2 import DeepLabV2MSC
 from drs.models.vgg import DRSClassifier
 from drs.runtime import distributed
 from drs.util.files import RecordingWriter, atomic_file, write_error
@@ -33,6 +34,18 @@ BEST_FILE = "best.pt"  # the model best on the validation split (segmenter.val_e
 
 #: the network class that rebuilds a model file of each kind (``model_class.from_config``)
 MODEL_CLASSES = {"classifier": DRSClassifier, "refiner": DRSClassifier, "segmenter": DeepLabV3Plus}
+#: a segmenter's network by its model config's ``architecture`` (absent: DeepLabV3+, the first one)
+SEGMENTERS = {"deeplabv3plus": DeepLabV3Plus, "deeplabv2": DeepLabV2MSC}
+
+
+def network_class(kind: str, model_config: dict):
+    """The network class of a model file of ``kind`` with ``model_config``."""
+    if kind == "segmenter":
+        architecture = model_config.get("architecture", "deeplabv3plus")
+        if architecture not in SEGMENTERS:
+            raise UserError(f"model config architecture {architecture!r}: expected one of {sorted(SEGMENTERS)}")
+        return SEGMENTERS[architecture]
+    return MODEL_CLASSES[kind]
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -85,8 +98,8 @@ def read_model_file(path: str | Path, kinds: tuple[str, ...]) -> dict:
 
 def load_model_file(path: str | Path, kinds: tuple[str, ...], model_class=None) -> tuple[nn.Module, dict]:
     """(model in eval mode on the CPU, the checkpoint's record without its state dict) from a
-    ``model.pt`` of one of ``kinds``; ``model_class.from_config`` (default: the kind's
-    :data:`MODEL_CLASSES`) rebuilds the network."""
+    ``model.pt`` of one of ``kinds``; ``model_class.from_config`` (default: :func:`model_class` of the
+    file's kind and model config) rebuilds the network."""
     checkpoint = read_model_file(path, kinds)
     for key, kind in (("model_config", dict), ("state_dict", dict), ("class_names", list)):
         if not isinstance(checkpoint.get(key), kind):
@@ -94,9 +107,9 @@ def load_model_file(path: str | Path, kinds: tuple[str, ...], model_class=None) 
                 f"{path}: checkpoint has no {key!r} ({'a mapping' if kind is dict else 'a list'}); "
                 f"not a model.pt of drs train-{checkpoint['kind']}"
             )
-    model_class = model_class or MODEL_CLASSES[checkpoint["kind"]]
+    cls = model_class or network_class(checkpoint["kind"], checkpoint["model_config"])
     try:
-        model = model_class.from_config(checkpoint["model_config"])
+        model = cls.from_config(checkpoint["model_config"])
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
     except (TypeError, ValueError) as err:
@@ -183,9 +196,10 @@ def load_classifier(path: str | Path, kinds: tuple[str, ...] = ("classifier",)):
 
 
 def load_segmenter(path: str | Path):
-    """(DeepLabV3+ in eval mode on the CPU, the checkpoint's record without its state dict)."""
+    """(the segmenter, DeepLabV3+ or DeepLab-V2 by its model config, in eval mode on the CPU; the
+    checkpoint's record without its state dict)."""
     try:
-        return load_model_file(path, ("segmenter",), DeepLabV3Plus)
+        return load_model_file(path, ("segmenter",))
     except StateDictMismatch as err:  # keys or shapes of another network
         raise UserError(
             f"{err}; its weights do not fit this DeepLabV3+: a model.pt from before the reference's layout "
