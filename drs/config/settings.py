@@ -22,6 +22,7 @@ class LoopSettings:
     log_every: int = 20
     amp: bool = True  # only takes effect on CUDA
     max_steps: int | None = None  # stop after this many steps in all (the last epoch cut short)
+    accumulation: int = 1  # loader batches per optimizer step (their gradients summed)
 
 
 @dataclass
@@ -134,6 +135,50 @@ class SegmenterSettings(TrainSettings):
         if self.iterations is None:
             return self.epochs, self.epochs * steps_per_epoch
         return -(-self.iterations // max(1, steps_per_epoch)), self.iterations
+
+
+@section("deeplabv2")
+class DeepLabV2Settings(TrainSettings):
+    """The schema's defaults are the DRS authors' DeepLab-V2 run (DeepLab-V2-PyTorch configs/voc12.yaml,
+    train.py): ResNet-101 from the COCO DeepLab-V1 weights, batch 5 with 2 accumulation steps,
+    20,000 iterations, SGD momentum 0.9, lr 2.5e-4 (ASPP 10x weights, 20x biases), weight decay
+    5e-4, poly power 0.9 updated every 10 iterations, crop 321, scales 0.5-1.5, flip."""
+
+    backbone: str
+    width: float
+    atrous_rates: list[int]
+    msc_scales: list[float]
+    iterations: int | None
+    accumulation: int
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    poly_every: int
+    scales: list[float]
+    flip: bool
+
+    def __post_init__(self) -> None:
+        self.scales = [float(s) for s in self.scales]
+        self.msc_scales = [float(s) for s in self.msc_scales]
+
+    def check(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise UserError(f"config key '{self.section}.iterations': {self.iterations} must be at least 1 (or null)")
+        if self.accumulation < 1 or self.poly_every < 1:
+            raise UserError(f"config key '{self.section}.accumulation' and 'poly_every': at least 1")
+        if not self.scales or min(self.scales) <= 0:
+            raise UserError(f"config key '{self.section}.scales': factors above 0, got {self.scales!r}")
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(epochs, optimizer steps in all): ``iterations`` where given (the last epoch cut short),
+        else ``epochs`` whole epochs of ``steps_per_epoch``."""
+        if self.iterations is None:
+            return self.epochs, self.epochs * steps_per_epoch
+        return -(-self.iterations // max(1, steps_per_epoch)), self.iterations
+
+
+#: the segmenter architectures (an experiment's segmenter.architecture) and the config section of each
+ARCHITECTURES = {"deeplabv3plus": SegmenterSettings, "deeplabv2": DeepLabV2Settings}
 
 
 @section("maps")

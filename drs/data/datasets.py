@@ -2,7 +2,9 @@
 
 * :class:`ClassificationSet` (train-classifier): (image, multi-hot labels);
 * :class:`RefineSet` (train-refiner): (image, the classifier's maps, arg-max only);
-* :class:`SegmentationSet` (train-segmenter): (image, label from a folder of PNGs or the masks).
+* :class:`SegmentationSet` (train-segmenter, DeepLabV3+): (image, label from a folder of PNGs or the masks);
+* :class:`DeepLabV2Set` (train-segmenter, DeepLab-V2): (caffe-normalised image, label, the image's
+  classes), with the reference's augmentation.
 
 Their augmentation presets are in :mod:`drs.data.transforms`.
 """
@@ -17,7 +19,15 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from drs.data.fingerprint import check_store_data
-from drs.data.transforms import color_jitter, normalize, reference_jitter, refine_geometry, segmentation_geometry
+from drs.data.transforms import (
+    ReferenceScaleCrop,
+    caffe_normalize,
+    color_jitter,
+    normalize,
+    reference_jitter,
+    refine_geometry,
+    segmentation_geometry,
+)
 from drs.data.voc import IGNORE, VOCDataset, check_label_values, read_label_png
 from drs.errors import UserError
 from drs.store.reader import MapStore
@@ -113,12 +123,11 @@ class RefineSet(Dataset):
         return normalize(image.as_subclass(torch.Tensor)), target
 
 
-class SegmentationSet(Dataset):
-    """(normalised image, label) pairs: the dataset's images with labels from a folder of PNGs
-    (``labels_dir``) or the dataset's own masks (``labels_dir`` None); ``settings`` (the
-    segmenter's) give the augmentation."""
+class _LabelledImages(Dataset):
+    """A dataset's images with labels from a folder of PNGs (``labels_dir``) or the dataset's own
+    masks (``labels_dir`` None), every label there checked up front."""
 
-    def __init__(self, voc, labels_dir: str | Path | None, settings):
+    def __init__(self, voc, labels_dir: str | Path | None):
         self.voc = voc
         self.labels_dir = Path(labels_dir) if labels_dir is not None else None
         if self.labels_dir is not None:
@@ -134,9 +143,6 @@ class SegmentationSet(Dataset):
             missing = [i for i in voc.ids if not voc.mask_path(i).exists()]
             if missing:
                 raise UserError(f"{voc.mask_path(missing[0])}: ground-truth mask missing ({len(missing)} in all)")
-        self.transform = segmentation_geometry(settings.scale_range, settings.crop_size, IGNORE)
-        j = settings.color_jitter
-        self.jitter = color_jitter(j) if j > 0 else None
 
     def __len__(self) -> int:
         return len(self.voc)
@@ -148,16 +154,52 @@ class SegmentationSet(Dataset):
         path = self.labels_dir / f"{image_id}.png"
         return check_label_values(read_label_png(path), self.voc.num_classes, path)
 
-    def __getitem__(self, index: int):
-        image_id = self.voc.ids[index]
+    def image_and_label(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The image (HxWx3 uint8) and its whole label, of the same size (a UserError otherwise)."""
         array = self.voc.load_image(image_id)
         label = self.label(image_id)
         if label.shape != array.shape[:2]:
             where = self.labels_dir / f"{image_id}.png" if self.labels_dir else self.voc.mask_path(image_id)
             raise UserError(f"{where}: label size {label.shape} differs from its image's {array.shape[:2]}")
+        return array, label
+
+
+class SegmentationSet(_LabelledImages):
+    """(normalised image, label) pairs for DeepLabV3+; ``settings`` (the segmenter's) give the
+    augmentation."""
+
+    def __init__(self, voc, labels_dir: str | Path | None, settings):
+        super().__init__(voc, labels_dir)
+        self.transform = segmentation_geometry(settings.scale_range, settings.crop_size, IGNORE)
+        j = settings.color_jitter
+        self.jitter = color_jitter(j) if j > 0 else None
+
+    def __getitem__(self, index: int):
+        array, label = self.image_and_label(self.voc.ids[index])
         image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(label.astype("int64")))
         if self.jitter is not None:
             image = self.jitter(image)
         image, mask = self.transform(image, mask)
         return normalize(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
+
+
+class DeepLabV2Set(_LabelledImages):
+    """(caffe-normalised image, label, classes present) triples for DeepLab-V2, with the reference's
+    augmentation (:class:`drs.data.transforms.ReferenceScaleCrop`; ``settings``: the deeplabv2
+    section). The classes are the image's labels in the dataset (its masks, or ``<split>_labels.txt``)
+    as a (C + 1,) 0/1 vector, background always 1 (the reference's cls_labels)."""
+
+    def __init__(self, voc, labels_dir: str | Path | None, settings):
+        super().__init__(voc, labels_dir)
+        self.augment = ReferenceScaleCrop(settings.scales, settings.crop_size, settings.flip, IGNORE)
+        self.present = np.zeros((len(voc), voc.num_classes + 1), dtype=np.float32)
+        self.present[:, 0] = 1.0
+        for n, image_id in enumerate(voc.ids):
+            self.present[n, voc.labels(image_id)] = 1.0
+
+    def __getitem__(self, index: int):
+        array, label = self.image_and_label(self.voc.ids[index])
+        image = torch.from_numpy(array).permute(2, 0, 1).float()
+        image, label = self.augment(image, torch.from_numpy(label.astype("int64")))
+        return caffe_normalize(image), label, torch.from_numpy(self.present[index])

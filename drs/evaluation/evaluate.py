@@ -33,19 +33,13 @@ from drs.data.voc import VOCDataset, save_label_png
 from drs.errors import UserError
 from drs.evaluation.crf import CRFPool
 from drs.evaluation.metrics import SegmentationScore
-from drs.evaluation.protocol import segmentation_protocol
+from drs.evaluation.protocol import network_description, segmentation_protocol
 from drs.inference.segment import Predictor, reference_crop
 from drs.util.files import check_replaceable_dir, publishing_dir
 
 log = logging.getLogger("drs.evaluate")
-
-
-KIND = "predictions"  # the kind of folder `drs evaluate` publishes (fileio.MARKER)
-
-
+KIND = "predictions"  # the kind of folder `drs evaluate` publishes (drs.util.files.MARKER)
 SUBMISSION_KIND = "VOC test-server submission"  # the folder beside the submission archive
-
-
 SUBMISSION_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"  # the VOC server's layout
 
 
@@ -60,7 +54,7 @@ def evaluate(
 ) -> dict:
     """Predict every image of the split into ``predictions_dir`` (published when complete) and score
     the predictions; returns the metrics (see the module's docstring). An existing ``predictions_dir``
-    is replaced only if this command wrote it (fileio.check_replaceable_dir); none inside ``dataset``.
+    is replaced only if this command wrote it (drs.util.files.check_replaceable_dir); none inside ``dataset``.
 
     ``settings`` (the config's ``evaluation`` section; default: the schema's): ``protocol`` is
     ``full`` (whole images at ``scales``, with ``flip``) or ``reference`` (the authors' crop of
@@ -101,6 +95,10 @@ def evaluate(
         if not submission.name.endswith(".tar.gz"):
             raise UserError(f"{submission}: the submission archive must end in .tar.gz")
     predictor = Predictor(checkpoint, scales=scales, flip=flip)
+    network = predictor.record.get("model_config", {})
+    # the reference protocol is the authors' for the network: DeepLabV3+'s --crop_val centre crop;
+    # DeepLab-V2's main.py test, whole images (the multi-scale maximum is inside the network)
+    cropped = protocol == "reference" and network.get("architecture", "deeplabv3plus") == "deeplabv3plus"
     if predictor.class_names != list(voc.class_names):
         raise UserError(
             f"{checkpoint}: trained on classes {predictor.class_names}, but {dataset} has {list(voc.class_names)}"
@@ -145,7 +143,7 @@ def evaluate(
                     raise UserError(
                         f"{voc.mask_path(image_id)}: mask size {mask.shape} differs from its image's {image.shape[:2]}"
                     )
-                if protocol == "reference":
+                if cropped:
                     image, mask = reference_crop(image, mask, crop_size)
                 prob = predictor.scores(image)
                 prediction = prob.argmax(0).astype(np.uint8)
@@ -191,8 +189,17 @@ def evaluate(
         flip=flip,
         multi_scale=len(used_scales) > 1 or flip,
         predictions=str(predictions_dir),
+        network=network_description(network),
         protocol=segmentation_protocol(
-            split, len(voc), protocol, crop_size, used_scales, flip, crf, predictor.record, not scored
+            split,
+            len(voc),
+            protocol,
+            crop_size if cropped else None,
+            used_scales,
+            flip,
+            crf,
+            predictor.record,
+            not scored,
         ),
         seconds=round(time.perf_counter() - start, 2),
     )

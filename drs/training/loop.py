@@ -202,9 +202,12 @@ def _epochs(
     stop_after_steps,
     use_amp,
 ) -> None:
-    """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None)."""
+    """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None).
+    An optimizer step takes ``settings.accumulation`` loader batches, their gradients summed (each
+    loss divided by the count); a step counts as one in every schedule, limit and log."""
     world, rank = ddp.world_size(), ddp.rank()
-    steps = len(loader)
+    accumulation = settings.accumulation
+    steps = len(loader) // accumulation
     progress = StepProgress(
         log,
         name,
@@ -227,25 +230,31 @@ def _epochs(
             group["lr"] = group["initial_lr"] * factor
         (forward or model).train()
         running = 0.0
-        for step, batch in enumerate(loader, 1):
+        batches = iter(loader)
+        for step in range(1, steps + 1):
             run_step = epoch * steps + step - 1  # 0-based, over the whole run
             if settings.max_steps is not None and run_step >= settings.max_steps:
                 break
             if lr_at_step is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor * lr_at_step(run_step)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = step_loss(model, batch, device) if forward is None else forward(batch)
-            # every process sees the global batch's mean loss: all log it, and stop on it together
-            loss, reported = _batch_loss(out, distributed=forward is not None)
-            if not torch.isfinite(reported):
-                raise FloatingPointError(f"{name}: loss is {reported.item()} at epoch {epoch + 1} step {step}")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            reported = 0.0
+            images = 0
+            for _ in range(accumulation):
+                batch = next(batches)
+                with torch.autocast(device.type, enabled=use_amp):
+                    out = step_loss(model, batch, device) if forward is None else forward(batch)
+                # every process sees the global batch's mean loss: all log it, and stop on it together
+                loss, part = _batch_loss(out, distributed=forward is not None)
+                if not torch.isfinite(part):
+                    raise FloatingPointError(f"{name}: loss is {part.item()} at epoch {epoch + 1} step {step}")
+                scaler.scale(loss if accumulation == 1 else loss / accumulation).backward()
+                reported += part.item() / accumulation
+                images += len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
             scaler.step(optimizer)
             scaler.update()
-            running = reported.item() if step == 1 else 0.9 * running + 0.1 * reported.item()
-            images = len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
+            running = reported if step == 1 else 0.9 * running + 0.1 * reported
             progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
             total_steps += 1
             if after_step is not None:
