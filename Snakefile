@@ -55,6 +55,8 @@ localrules:
     compare_cams,
     score_labels,
     ablation,
+    deeplabv2,
+    download_weights,
     import_classifier,
     import_refiner,
     voc_test_submission,
@@ -75,6 +77,13 @@ rule ablation:
     input:
         res(paths.ABLATION_SUMMARY),
         res(paths.COMPARISON) + ".md",
+
+
+# DeepLab-V2 (the network behind the paper's 71.4%) on the main experiment's pseudo labels and on
+# the ground truth: the experiments with segmenter: {architecture: deeplabv2}, and their report.
+rule deeplabv2:
+    input:
+        res(paths.DEEPLABV2_SUMMARY),
 
 
 rule data:

@@ -73,7 +73,8 @@ def test_unknown_main_experiment():
     with pytest.raises(
         UserError,
         match=r"config key 'main_experiment': 'nope' is not an experiment; "
-        r"expected one of \['cam', 'drs', 'drs_fixed', 'fully_supervised'\]",
+        r"expected one of \['cam', 'drs', 'drs_deeplabv2', 'drs_fixed', 'fully_supervised', "
+        r"'fully_supervised_deeplabv2'\]",
     ):
         check_config(with_changes(main_experiment="nope"))
 

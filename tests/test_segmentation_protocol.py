@@ -45,11 +45,19 @@ def test_voc_run_shows_protocol_and_the_authors_figures(tmp_path):
     line = next(s for s in text.splitlines() if s.startswith("- DeepLabV3+ of `drs`"))
     assert "protocol reference" in line and "val (1449 images)" in line and "513x513 centre crop" in line
     assert "dense CRF: 55.0% mIoU with it, 50.0% without" in line and "no flip" in line and "checkpoint last" in line
-    authors = [s for s in text.splitlines() if "the authors'" in s and "70.4% mIoU on val, 71.0% with CRF" in s]
-    assert len(authors) == 1 and "selected_on_val" in authors[0] and "--crop_val" in authors[0]
-    assert any("71.4% mIoU on test" in s and "DeepLab-V2" in s for s in text.splitlines())
+    table = text.split("## Reproduction")[1].split("\n## ")[0].splitlines()
+    cell = lambda row: [c.strip() for c in row.strip("|").split("|")]  # noqa: E731
+    rows = [cell(r) for r in table if r.startswith("| ") and not r.startswith("| figure |")]
+    ours = next(r for r in rows if r[0] == "ours: `drs`")
+    assert ours[1:7] == ["DeepLabV3+", "val", "1449", "50.0", "55.0", "80.0"] and "513x513 centre crop" in ours[7]
+    v3 = next(r for r in rows if r[0].startswith("DeepLabV3+ (ResNet-101) on DRS pseudo labels, the authors'"))
+    assert v3[2:6] == ["val", "1449", "70.4", "71.0"] and "selected_on_val" in v3[7] and "--crop_val" in v3[7]
+    v2 = next(r for r in rows if r[0].startswith("DeepLab-V2 (ResNet-101) on DRS pseudo labels, the authors'"))
+    assert v2[1:6] == ["DeepLab-V2", "val", "1449", "69.4", "70.4"] and "checkpoint_final" in v2[7]
+    paper = next(r for r in rows if "the paper's" in r[0])
+    assert paper[1:5] == ["DeepLab-V2", "test", "1456", "71.4"]
     html = files["comparison table"].read_text()
-    assert "70.4% mIoU on val" in html and "protocol reference" in html
+    assert "Reproduction" in html and "69.4" in html and "protocol reference" in html
 
 
 def test_other_datasets_get_no_authors_figures():

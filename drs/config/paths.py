@@ -12,6 +12,7 @@ import string
 DATASET = "data/{dataset}"  # a dataset the workflow builds (synthetic) or downloads (voc2012)
 DATASET_CHECK = "data/dataset_check.json"
 DOWNLOADS = "downloads"
+WEIGHTS = "downloads/weights/{name}.pth"  # a released file of the config's weights:
 CLASSIFIER = "{exp}/classifier/model.pt"
 REFINER = "{exp}/refiner/model.pt"
 SEGMENTER = "{exp}/segmenter/{checkpoint}"  # model.pt (the last) or best.pt (best on val)
@@ -25,6 +26,8 @@ SUMMARY = "summary.md"
 REPORT = "report"
 ABLATION_SUMMARY = "ablation/summary.md"
 ABLATION_REPORT = "ablation/report"
+DEEPLABV2_SUMMARY = "deeplabv2/summary.md"
+DEEPLABV2_REPORT = "deeplabv2/report"
 COMPARISON = "drs_vs_cam"  # .md (the table) and .png (the picture)
 LOG = "logs/{name}.log"  # name: RULE/JOB, or RULE for a rule of one job
 BENCHMARK = "benchmarks/{name}.tsv"

@@ -14,12 +14,8 @@ import re
 from drs.config import paths
 from drs.config.workflow import dataset_root
 
-SCOPES = ("all", "ablation")
-
-
+SCOPES = ("all", "ablation", "deeplabv2")
 STAGES = ("cam", "refined", "segmentation")
-
-
 SEED_SUFFIX = re.compile(r"_s\d+$")
 
 
@@ -33,8 +29,22 @@ def fully_supervised(config: dict, exp: str) -> bool:
 
 
 def given_labels(config: dict, exp: str) -> str | None:
-    """The folder of ready pseudo labels an experiment names (pseudo_labels_dir), or None."""
-    return config["experiments"][exp].get("pseudo_labels_dir")
+    """The folder of ready pseudo labels an experiment learns from (pseudo_labels_dir, or the
+    pseudo labels of the experiment pseudo_labels_from names), or None."""
+    spec = config["experiments"][exp]
+    if "pseudo_labels_from" in spec:
+        return paths.under(config, paths.PSEUDO_LABELS, exp=spec["pseudo_labels_from"])
+    return spec.get("pseudo_labels_dir")
+
+
+def architecture(config: dict, exp: str) -> str:
+    """An experiment's segmenter: deeplabv3plus (the default) or deeplabv2."""
+    return (config["experiments"][exp].get("segmenter") or {}).get("architecture", "deeplabv3plus")
+
+
+def segmenter_section(config: dict, exp: str) -> str:
+    """The config section of an experiment's segmenter settings (segmenter or deeplabv2)."""
+    return "deeplabv2" if architecture(config, exp) == "deeplabv2" else "segmenter"
 
 
 def label_experiments(config: dict) -> list[str]:
@@ -77,9 +87,11 @@ def method_label(config: dict, exp: str) -> str:
     """An experiment's method as the tables name it."""
     if fully_supervised(config, exp):
         return "fully supervised"
+    spec = config["experiments"][exp]
+    if "pseudo_labels_from" in spec:
+        return method_label(config, spec["pseudo_labels_from"])
     if given_labels(config, exp):
         return f"given labels ({exp})"
-    spec = config["experiments"][exp]
     kind = spec.get("drs")
     if kind == "none":
         return "CAM"
@@ -92,7 +104,8 @@ def report_plan(config: dict, scope: str) -> dict:
     """What a report covers, as the object `drs report --plan` reads.
 
     Scope "all" is the main experiment (with the CAM baseline's maps, if report.baseline_in_all,
-    and the first fully supervised experiment beside it), "ablation" every experiment. The CAM
+    and the first fully supervised experiment of its architecture beside it), "ablation" every
+    experiment, "deeplabv2" the main experiment's pseudo labels and every DeepLab-V2 experiment. The CAM
     baseline comes first, then the main experiment, then the others. Keys: ``metrics`` ("EXP:STAGE"
     -> metrics file, in table order), ``labels`` (experiment -> method name), ``main``,
     ``baseline`` (or None), ``maps`` (strip column title -> map store), ``pseudo_labels``,
@@ -104,10 +117,17 @@ def report_plan(config: dict, scope: str) -> dict:
     baseline = cam_baseline(config)
     weak_runs = weak_experiments(config)
     first = [e for e in (baseline, main) if e]
+    segmenter = main
     if scope == "all":
         weak = list(dict.fromkeys(first if config["report"]["baseline_in_all"] else [main]))
-        full = full_experiments(config)[:1]
+        full = [e for e in full_experiments(config) if architecture(config, e) == architecture(config, main)][:1]
         map_columns = [e for e in weak if not given_labels(config, e)]
+    elif scope == "deeplabv2":
+        deeplab = [e for e in config["experiments"] if architecture(config, e) == "deeplabv2"]
+        weak = [main] + [e for e in deeplab if not fully_supervised(config, e)]
+        full = [e for e in deeplab if fully_supervised(config, e)]
+        map_columns = [] if given_labels(config, main) else [main]
+        segmenter = next((e for e in weak[1:]), main)
     else:
         # grouped by variant (runs differing only by a trailing _s<seed>)
         variants = list(dict.fromkeys(variant_of(e) for e in first + weak_runs))
@@ -120,7 +140,9 @@ def report_plan(config: dict, scope: str) -> dict:
         # every stage in the ablation and of the main experiment (only DeepLabV3+ on given labels);
         # the classifier's maps of the others ("all": the CAM baseline, never a given-labels one)
         stages = ("segmentation",) if given_labels(config, exp) else STAGES
-        for stage in stages if scope == "ablation" or exp == main else ("cam",):
+        if scope == "deeplabv2" and exp == main:
+            stages = ("cam", "refined") if not given_labels(config, exp) else ()
+        for stage in stages if scope != "all" or exp == main else ("cam",):
             metrics[f"{exp}:{stage}"] = paths.under(config, paths.METRICS, exp=exp, stage=stage)
     for exp in full:
         metrics[f"{exp}:segmentation"] = paths.under(config, paths.METRICS, exp=exp, stage="segmentation")
@@ -135,9 +157,10 @@ def report_plan(config: dict, scope: str) -> dict:
         "baseline": baseline,
         "maps": maps,
         "pseudo_labels": given_labels(config, main) or paths.under(config, paths.PSEUDO_LABELS, exp=main),
-        "segmenter": paths.under(config, paths.SEGMENTER, exp=main, checkpoint="model.pt"),
+        "segmenter": paths.under(config, paths.SEGMENTER, exp=segmenter, checkpoint="model.pt"),
         "dataset": str(dataset_root(config)),
         "split": config["train_split"],
+        "published": list(config["report"].get("published") or []),
     }
 
 

@@ -115,11 +115,51 @@ def _check_evaluation(config: dict) -> None:
         )
 
 
+#: the experiment keys that say where its classifier, refiner or pseudo labels come from
+LABEL_SOURCES = ("classifier_weights", "refiner_weights", "pseudo_labels_dir", "pseudo_labels_from")
+
+
+def _check_weights(config: dict) -> None:
+    """DeepLab-V2 from the COCO weights (deeplabv2.pretrained: coco) needs weights.deeplabv1_coco;
+    DeepLab-V2 experiments have no best.pt (segmenter.val_every)."""
+    uses = [
+        e
+        for e, spec in config["experiments"].items()
+        if (spec.get("segmenter") or {}).get("architecture") == "deeplabv2"
+    ]
+    if uses and (config.get("deeplabv2") or {}).get("pretrained", "coco") == "coco":
+        if "deeplabv1_coco" not in (config.get("weights") or {}):
+            raise UserError(
+                f"config key 'weights.deeplabv1_coco': required when deeplabv2.pretrained is coco (experiment "
+                f"{uses[0]!r} trains DeepLab-V2): the url (and md5) of the authors' deeplabv1_resnet101-coco.pth, "
+                "as in config/voc2012.yaml; or set deeplabv2.pretrained to imagenet, none or a path"
+            )
+
+
+def _check_labels_from(experiments: dict, name: str, exp: dict) -> None:
+    """pseudo_labels_from names an experiment that makes pseudo labels (a classifier and maps)."""
+    source = exp.get("pseudo_labels_from")
+    if source is None:
+        return
+    spec = experiments.get(source)
+    makes_labels = spec is not None and spec.get("supervision", "image") == "image"
+    makes_labels = makes_labels and not {"pseudo_labels_dir", "pseudo_labels_from"} & set(spec)
+    if source == name or not makes_labels:
+        weak = sorted(
+            e for e, s in experiments.items() if e != name and "drs" in s and s.get("supervision", "image") == "image"
+        )
+        raise UserError(
+            f"config key 'experiments.{name}.pseudo_labels_from': {source!r} is not an experiment that makes "
+            f"pseudo labels; expected one of {weak}"
+        )
+
+
 def check_config(config: dict) -> None:
     """Raise UserError naming the key at fault and what was expected."""
     _check_ddp(config)
     _check_results_dir(config.get("results_dir", "results"))
     _check_evaluation(config)
+    _check_weights(config)
     experiments = config["experiments"]
     main = config["main_experiment"]
     if main not in experiments:
@@ -134,20 +174,22 @@ def check_config(config: dict) -> None:
                 f"{sorted(RESERVED_NAMES)}"
             )
         if exp.get("supervision", "image") == "full":
-            extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights", "pseudo_labels_dir"})
+            extra = sorted(set(exp) & {"drs", "delta", *LABEL_SOURCES})
             if extra:
                 raise UserError(
                     f"config key 'experiments.{name}.{extra[0]}': not used with supervision: full "
-                    "(DeepLabV3+ trained on the ground-truth masks)"
+                    "(the segmenter trained on the ground-truth masks)"
                 )
             continue
-        if "pseudo_labels_dir" in exp:
-            extra = sorted(set(exp) & {"drs", "delta", "classifier_weights", "refiner_weights"})
+        given = [key for key in ("pseudo_labels_dir", "pseudo_labels_from") if key in exp]
+        if given:
+            extra = sorted(set(exp) & {"drs", "delta", *LABEL_SOURCES} - {given[0]})
             if extra:
                 raise UserError(
-                    f"config key 'experiments.{name}.{extra[0]}': not used with pseudo_labels_dir "
-                    "(DeepLabV3+ learns from the given labels; no classifier or refiner is made)"
+                    f"config key 'experiments.{name}.{extra[0]}': not used with {given[0]} "
+                    "(the segmenter learns from the given labels; no classifier or refiner is made)"
                 )
+            _check_labels_from(experiments, name, exp)
             continue
         if "classifier_weights" in exp and exp.get("drs") == "none":
             raise UserError(
@@ -203,6 +245,7 @@ def check_config_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -
     with the schema's defaults filled in."""
     config = load_yaml(path)
     check_schema(config, schema_path)
+    # snakemake (heavy, and absent on a bare GPU node): only `drs check-config` needs it
     from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
 
     validate(config, str(schema_path))

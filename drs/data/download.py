@@ -40,17 +40,9 @@ from drs.util.files import publishing_dir
 from drs.util.progress import TransferProgress
 
 log = logging.getLogger("drs.download")
-
-
 MIB = 1 << 20
-
-
 RETRY_PAUSE_S = 0.2
-
-
 USER_AGENT = "drs-wsss-download/1"
-
-
 # Failures worth another try: the connection dropped, stalled or never opened.
 _TRANSIENT = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)
 
@@ -77,6 +69,7 @@ def fetch(
     chunk: int = MIB,
     *,
     name: str | None = None,
+    key: str = "voc2012.archives",
 ) -> str:
     """Download ``url`` to ``dest`` and return the file's md5 hex digest.
 
@@ -84,8 +77,8 @@ def fetch(
     verified. An existing ``dest`` with the right md5 (any md5 when ``md5`` is None) is kept as
     is. A leftover ``.part`` is resumed with a ``Range`` request. A transfer cut short is tried
     again up to ``retries`` more times; after that the ``.part`` stays for a later resume.
-    ``name`` (default: the file name up to its first dot) is the config entry named in the
-    warning about an unpinned md5.
+    ``name`` (default: the file name up to its first dot) is the config entry under ``key`` named
+    in the warning about an unpinned md5.
     """
     dest = Path(dest)
     expected = md5.lower() if md5 else None
@@ -109,9 +102,10 @@ def fetch(
         )
     if expected is None:
         log.warning(
-            "%s: md5 %s is not pinned; to verify later downloads, set it under voc2012.archives.%s.md5",
+            "%s: md5 %s is not pinned; to verify later downloads, set it under %s.%s.md5",
             url,
             digest,
+            key,
             name or dest.name.split(".")[0],
         )
     os.replace(part, dest)
@@ -337,3 +331,11 @@ def load_archives_option(text: str) -> dict:
     except json.JSONDecodeError as err:
         raise UserError(f"--archives: not valid JSON ({err}); give JSON text or @path") from err
     return validate_archives(data)
+
+
+def download_file(out: str | Path, spec: Mapping, name: str, retries: int = 3, *, timeout: float = 60) -> Path:
+    """One released file (a ``weights:`` entry of the config: ``url`` and ``md5``) to ``out``,
+    resumable and checksummed as :func:`fetch`; an existing ``out`` with the right md5 is kept."""
+    check_against(dict(spec), config_schema()["$defs"]["file"])
+    fetch(spec["url"], out, spec.get("md5"), retries=retries, timeout=timeout, name=name, key="weights")
+    return Path(out)

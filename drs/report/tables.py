@@ -8,12 +8,10 @@ from drs.errors import UserError
 from drs.report.render import pct
 
 STAGES = ("cam", "refined", "segmentation")
-
-
 STAGE_TITLES = {
     "cam": "classifier maps",
     "refined": "refined maps",
-    "segmentation": "DeepLabV3+",
+    "segmentation": "segmenter",
 }
 
 
@@ -31,8 +29,9 @@ class Row:
     miou: float
     pixel_accuracy: float
     per_class_iou: dict
-    ratio: float | None = None  # weak / full val mIoU, DeepLabV3+ rows on pseudo labels
+    ratio: float | None = None  # weak / full val mIoU, segmenter rows on pseudo labels
     reference: bool = False  # the fully supervised row the ratios divide by
+    network: str = ""  # the segmenter's name (DeepLabV3+, DeepLab-V2); "" for pseudo-label rows
 
     @property
     def group(self) -> int:
@@ -41,16 +40,26 @@ class Row:
         return STAGES.index(self.stage)
 
 
+#: the name of each segmenter architecture in the tables (a segmentation.json's network.architecture)
+NETWORK_NAMES = {"deeplabv3plus": "DeepLabV3+", "deeplabv2": "DeepLab-V2"}
+
+
+def network_name(metrics: dict) -> str:
+    """The segmenter a segmentation.json scores (DeepLabV3+ for files that do not say)."""
+    return NETWORK_NAMES.get((metrics.get("network") or {}).get("architecture"), "DeepLabV3+")
+
+
 def _row(experiment: str, stage: str, metrics: dict, label: str) -> Row:
     supervision = str(metrics.get("supervision") or "image")
+    network = network_name(metrics) if stage == "segmentation" else ""
     if stage == "cam":
         name, scored = label, "pseudo labels from the classifier's maps"
     elif stage == "refined":
         name, scored = f"{label} + refinement", "pseudo labels from the refined maps"
     elif supervision == "full":
-        name, scored = "DeepLabV3+ fully supervised", "DeepLabV3+ trained on ground-truth masks"
+        name, scored = f"{network} fully supervised", f"{network} trained on ground-truth masks"
     else:
-        name, scored = f"DeepLabV3+ on {label} pseudo labels", "DeepLabV3+ trained on pseudo labels"
+        name, scored = f"{network} on {label} pseudo labels", f"{network} trained on pseudo labels"
     if stage == "segmentation" and metrics.get("multi_scale"):
         scored += " (multi-scale)"
     if (
@@ -72,6 +81,7 @@ def _row(experiment: str, stage: str, metrics: dict, label: str) -> Row:
         miou=float(metrics["miou"]),
         pixel_accuracy=float(metrics["pixel_accuracy"]),
         per_class_iou=dict(metrics["per_class_iou"]),
+        network=network,
     )
 
 
@@ -79,9 +89,9 @@ def comparison_rows(metrics: dict[tuple[str, str], dict], labels: dict[str, str]
     """Rows for ``{(experiment, stage): metrics}``: grouped by stage (classifier maps, refined maps,
     DeepLabV3+ on pseudo labels, fully supervised), experiments in the order first given.
 
-    ``labels`` names an experiment's method (e.g. drs -> "DRS"; default: the experiment's name). The
-    first fully supervised DeepLabV3+ row is the reference of the weak / full ratios, taken for the
-    DeepLabV3+ rows on pseudo labels scored on the same split.
+    ``labels`` names an experiment's method (e.g. drs -> "DRS"; default: the experiment's name). For
+    each network, its first fully supervised row is the reference of the weak / full ratios, taken
+    for that network's rows on pseudo labels scored on the same split.
     """
     labels = labels or {}
     order = {}
@@ -95,11 +105,11 @@ def comparison_rows(metrics: dict[tuple[str, str], dict], labels: dict[str, str]
             )
         rows.append(_row(experiment, stage, values, labels.get(experiment, experiment)))
     rows.sort(key=lambda r: (r.group, order[r.experiment]))
-    full = next((r for r in rows if r.group == 3), None)
-    if full is not None:
+    for network in dict.fromkeys(r.network for r in rows if r.group == 3):
+        full = next(r for r in rows if r.group == 3 and r.network == network)
         full.reference = True
         for row in rows:
-            if row.group == 2 and row.split == full.split and full.miou > 0:
+            if row.group == 2 and row.network == network and row.split == full.split and full.miou > 0:
                 row.ratio = row.miou / full.miou
     return rows
 
@@ -130,8 +140,6 @@ COMPARISON_HEADER = [
     "pixel accuracy (%)",
     "weak / full mIoU",
 ]
-
-
 COMPARISON_ALIGN = ["l", "l", "l", "l", "r", "r", "r", "r"]
 
 
@@ -156,7 +164,8 @@ def experiment_table(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one experiment's per-class table: one column per stage it has."""
     stages = [s for s in STAGES if s in metrics]
-    header = ["class"] + [f"{STAGE_TITLES[s]} ({metrics[s]['split']})" for s in stages]
+    titles = {**STAGE_TITLES, "segmentation": network_name(metrics.get("segmentation") or {})}
+    header = ["class"] + [f"{titles[s]} ({metrics[s]['split']})" for s in stages]
     cells = [[name] + [pct(metrics[s]["per_class_iou"].get(name)) for s in stages] for name in class_names]
     cells.append(["mIoU"] + [pct(metrics[s]["miou"]) for s in stages])
     cells.append(["pixel accuracy"] + [pct(metrics[s]["pixel_accuracy"]) for s in stages])
@@ -175,8 +184,10 @@ def headline(rows: list[Row], main: str | None, baseline: str | None = None) -> 
     if main is None and rows:
         main = next((r.experiment for r in rows if r.supervision == "image"), rows[0].experiment)
     lines = []
-    segmentation = find(main, "segmentation")
-    full = next((r for r in rows if r.reference), None)
+    # the main experiment's segmenter, else the first on pseudo labels (e.g. DeepLab-V2 on its labels)
+    segmentation = find(main, "segmentation") or next((r for r in rows if r.group == 2), None)
+    network = segmentation.network if segmentation is not None else None
+    full = next((r for r in rows if r.reference and network in (None, r.network)), None)
     if segmentation is not None:
         text = f"{segmentation.label}: {pct(segmentation.miou)}% mIoU on {segmentation.split}"
         if segmentation.num_images is not None:
@@ -214,10 +225,10 @@ def comparison_note(rows: list[Row]) -> str:
             "images (their quality as training targets)."
         )
     if any(r.stage == "segmentation" for r in rows):
-        notes.append("DeepLabV3+ rows score the trained segmenter on its evaluation split.")
+        notes.append("Segmenter rows (DeepLabV3+, DeepLab-V2) score the trained network on its evaluation split.")
     if any(r.reference for r in rows):
         notes.append(
-            "weak / full: the mIoU of DeepLabV3+ trained on pseudo labels as a fraction of the same "
+            "weak / full: the mIoU of a segmenter trained on pseudo labels as a fraction of the same "
             "network's trained on ground-truth masks (the fully supervised reference)."
         )
     return " ".join(notes)

@@ -30,7 +30,7 @@ from drs.errors import UserError
 from drs.inference.segment import Predictor
 from drs.report.figures import StripSources, per_class_chart, pick_strip_ids, png_bytes, strip_figure
 from drs.report.inputs import load_metrics
-from drs.report.protocols import protocol_lines
+from drs.report.protocols import REPRODUCTION_ALIGN, REPRODUCTION_HEADER, protocol_lines, reproduction_cells
 from drs.report.render import html_page, html_table, markdown_inline, markdown_table
 from drs.report.tables import (
     COMPARISON_ALIGN,
@@ -49,16 +49,24 @@ from drs.store.reader import MapStore
 from drs.util.files import atomic_write_bytes, atomic_write_text
 
 HEADLINE = "## Headline"
+REPRODUCTION = "Reproduction: our segmenter figures beside the published ones, each with its protocol"
 
 
-def comparison_html(rows: list[Row], lines: list[str], title: str, protocols: list[str] = ()) -> str:
+def comparison_html(
+    rows: list[Row], lines: list[str], title: str, protocols: list[str] = (), reproduction: list[list[str]] = ()
+) -> str:
     separators = {n for n in range(1, len(rows)) if rows[n].group != rows[n - 1].group}
     classes = {n: "ref" for n, r in enumerate(rows) if r.reference}
     body = "<ul>" + "".join(f"<li>{markdown_inline(line)}</li>" for line in lines) + "</ul>\n"
     body += html_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN, separators, classes)
     body += f'\n<p class="note">{html.escape(comparison_note(rows))}</p>'
-    if protocols:  # how each DeepLabV3+ figure was measured (drs.report.protocols)
+    if protocols:  # how each segmenter figure was measured (drs.report.protocols)
         body += '\n<ul class="note">' + "".join(f"<li>{markdown_inline(line)}</li>" for line in protocols) + "</ul>"
+    if reproduction:  # ours beside the authors' and the published figures, each with its protocol
+        body += f"\n<h2>{html.escape(REPRODUCTION)}</h2>\n"
+        body += html_table(
+            REPRODUCTION_HEADER, [[c.replace("`", "") for c in r] for r in reproduction], REPRODUCTION_ALIGN
+        )
     return html_page(title, body)
 
 
@@ -72,10 +80,12 @@ def write_report(
     baseline: str | None = None,
     strips=None,
     title: str = "DRS results",
+    published=(),
 ) -> dict[str, Path]:
     """Write the report's files (see the module docstring); returns them by kind.
 
-    ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array).
+    ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array);
+    ``published``: figures of others to set beside ours (the config's ``report.published``).
     """
     if not metrics_paths:
         raise UserError("no metrics given: pass --metrics EXP:STAGE=PATH for at least one stage")
@@ -87,10 +97,11 @@ def write_report(
     lines = headline(rows, main, baseline)
 
     protocols = protocol_lines(metrics)
+    reproduction = reproduction_cells(metrics, published)
     written: dict[str, Path] = {}
 
     written["comparison table"] = out_dir / "comparison.html"
-    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title, protocols))
+    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title, protocols, reproduction))
     written["per-class IoU chart"] = atomic_write_bytes(
         out_dir / "per_class_iou.png", per_class_chart(chart_series(rows), names, "Per-class IoU")
     )
@@ -128,6 +139,11 @@ def write_report(
             "",
             *protocols,
             *([""] if protocols else []),
+            *(
+                [f"## {REPRODUCTION}", "", markdown_table(REPRODUCTION_HEADER, reproduction, REPRODUCTION_ALIGN)]
+                if reproduction
+                else []
+            ),
             "## Per experiment (IoU per class, %)",
             "",
             *experiment_md,
@@ -135,7 +151,7 @@ def write_report(
             "",
             *[f"- {kind}: `{path}`" for kind, path in written.items()],
             "- all of these with captions in one HTML file: `snakemake --report FILE.html` after the run "
-            "(README, section The report)",
+            "(docs/pipeline.md, section The report)",
             "",
         ]
         written["summary"] = atomic_write_text(summary, "\n".join(md))
@@ -259,11 +275,27 @@ PLAN_KEYS = {
     "segmenter": "--segmenter",
     "dataset": "--dataset",
     "split": "--split",
+    "published": "--published",
 }
 
 
+PUBLISHED_KEYS = {"label", "split", "miou", "source", "protocol"}
+
+
+def check_published(figures, where: str) -> list[dict]:
+    """Published figures (the config's ``report.published``): a list of objects with at least
+    label, split, miou, source and protocol (a UserError naming ``where`` otherwise)."""
+    if not isinstance(figures, list) or not all(isinstance(f, dict) for f in figures):
+        raise UserError(f"{where}: expected a list of objects")
+    for n, fig in enumerate(figures):
+        missing = sorted(PUBLISHED_KEYS - set(fig))
+        if missing:
+            raise UserError(f"{where}[{n}]: missing key(s) {missing}")
+    return figures
+
+
 def parse_plan(text: str) -> dict:
-    """A --plan object: every key of PLAN_KEYS, metrics keyed by (experiment, stage)."""
+    """A --plan object: every key of PLAN_KEYS (published optional), metrics keyed by (experiment, stage)."""
     try:
         plan = json.loads(text)
     except json.JSONDecodeError as err:
@@ -271,11 +303,13 @@ def parse_plan(text: str) -> dict:
     if not isinstance(plan, dict):
         raise UserError("--plan: expected a JSON object")
     unknown = sorted(set(plan) - set(PLAN_KEYS))
+    plan.setdefault("published", [])  # optional: no published figures
     missing = [key for key in PLAN_KEYS if key not in plan]
     if unknown or missing:
         raise UserError(f"--plan: unknown key(s) {unknown}, missing key(s) {missing}; expected {', '.join(PLAN_KEYS)}")
     for key in ("metrics", "labels", "maps"):
         if not isinstance(plan[key], dict):
             raise UserError(f"--plan: '{key}' must be an object")
+    plan["published"] = check_published(plan["published"], "--plan: 'published'")
     plan["metrics"] = parse_metrics([f"{k}={v}" for k, v in plan["metrics"].items()])
     return plan

@@ -22,8 +22,18 @@ and the markdown ``--summary`` with the headline, the same tables and the paths 
 
 from __future__ import annotations
 
+import json
+
 from drs.errors import UserError
-from drs.report.write import PLAN_KEYS, headline_section, make_strips, parse_metrics, parse_plan, write_report
+from drs.report.write import (
+    PLAN_KEYS,
+    check_published,
+    headline_section,
+    make_strips,
+    parse_metrics,
+    parse_plan,
+    write_report,
+)
 from drs.util.argtypes import name_value_pairs
 
 
@@ -67,12 +77,25 @@ def add_arguments(p) -> None:
     p.add_argument("--num-strip-images", type=int, default=6, help="images in the strips (default: 6)")
     p.add_argument("--strip-ids", nargs="*", default=[], help="draw these image ids instead of the automatic choice")
     p.add_argument("--panel-size", type=int, default=160, help="pixels per strip panel (default: 160)")
+    p.add_argument(
+        "--published",
+        metavar="JSON",
+        help="figures of others set beside ours in the reproduction table: a JSON list of objects with label, "
+        "split, miou, source and protocol (the config's report.published)",
+    )
     p.add_argument("--out-dir", help="folder for the report files")
     p.add_argument("--summary", help="markdown summary to write")
     p.add_argument("--title", default="DRS results", help="title of the summary and the tables")
     p.add_argument(
         "--headline", metavar="SUMMARY", help="only print the headline of a summary written before, and exit"
     )
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--published: not valid JSON ({err.msg})") from None
 
 
 def _options_plan(args) -> dict:
@@ -87,6 +110,7 @@ def _options_plan(args) -> dict:
         "segmenter": args.segmenter,
         "dataset": args.dataset,
         "split": args.split or "train",
+        "published": check_published(_json(args.published) if args.published else [], "--published"),
     }
 
 
@@ -107,6 +131,7 @@ def run(args) -> int:
             args.segmenter,
             args.dataset,
             args.split,
+            args.published,
         )
         given = [option for option, value in zip(PLAN_KEYS.values(), values, strict=True) if value]
         if given:
@@ -134,6 +159,7 @@ def run(args) -> int:
         baseline=plan["baseline"],
         strips=strips,
         title=args.title,
+        published=plan["published"],
     )
     for path in written.values():
         print(f"wrote {path}")

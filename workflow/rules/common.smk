@@ -111,6 +111,25 @@ def experiment_settings(name):
     return settings
 
 
+def segmenter_settings(wildcards):
+    """The trainer's --settings: the experiment's segmenter section (segmenter, or deeplabv2 for
+    DeepLab-V2) with its seed, and DeepLab-V2's COCO start as the file downloaded for it.
+    """
+    section = plan.segmenter_section(config, wildcards.exp)
+    values = json.loads(experiment_settings(section)(wildcards))
+    if section == "deeplabv2" and values["pretrained"] == "coco":
+        values["pretrained"] = res(paths.WEIGHTS, name="deeplabv1_coco")
+    return json.dumps(values, sort_keys=True)
+
+
+def segmenter_weights(wildcards):
+    """The downloaded initial weights an experiment's segmenter starts from (DeepLab-V2's COCO file)."""
+    section = plan.segmenter_section(config, wildcards.exp)
+    if section == "deeplabv2" and config["deeplabv2"]["pretrained"] == "coco":
+        return [res(paths.WEIGHTS, name="deeplabv1_coco")]
+    return []
+
+
 def drs_args(wildcards):
     """--drs/--delta options of an experiment."""
     exp = EXPERIMENTS[wildcards.exp]

@@ -59,3 +59,22 @@ rule check_dataset:
     shell:
         "python -m drs check-dataset {input:q} --json {output:q} --settings {params.settings:q} "
         "--workers {threads} > {log:q} 2>&1"
+
+
+# Released weights the segmenters start from (the config's weights:, e.g. deeplabv1_coco: DeepLab-V2's
+# COCO DeepLab-V1 start), checksummed as the archives are.
+rule download_weights:
+    output:
+        res(paths.WEIGHTS, name="{name}"),
+    log:
+        log_file("download_weights", "{name}"),
+    wildcard_constraints:
+        name="|".join(config["weights"]) or "(?!x)x",
+    cache: between_workflow_cache(all(w.get("md5") for w in config["weights"].values()))
+    conda:
+        DRS_ENV
+    params:
+        spec=lambda wildcards: json.dumps(config["weights"][wildcards.name]),
+        code=source_digest("drs/data/download.py"),
+    shell:
+        "python -m drs download {output:q} --file {params.spec:q} --name {wildcards.name:q} > {log:q} 2>&1"

@@ -12,6 +12,7 @@ report: "../report/workflow.rst"
 localrules:
     summary,
     ablation_summary,
+    deeplabv2_summary,
 
 
 rule summary:
@@ -51,6 +52,27 @@ rule ablation_summary:
         plan=report_plan_json("ablation"),
         out_dir=lambda wildcards, output: Path(output.comparison).parent,
         title="DRS ablation: every experiment",
+    shell:
+        "OMP_NUM_THREADS={threads} python -m drs report --plan {params.plan:q} --title {params.title:q} "
+        "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule deeplabv2_summary:
+    input:
+        **report_inputs("deeplabv2"),
+    output:
+        **report_outputs(res(paths.DEEPLABV2_REPORT), "deeplabv2"),
+        summary=res(paths.DEEPLABV2_SUMMARY),
+    log:
+        log_file("deeplabv2_summary", None),
+    benchmark:
+        benchmark_file("deeplabv2_summary", None)
+    conda:
+        DRS_ENV
+    params:
+        plan=report_plan_json("deeplabv2"),
+        out_dir=lambda wildcards, output: Path(output.comparison).parent,
+        title="DeepLab-V2 on the pseudo labels: the network of the paper's 71.4%",
     shell:
         "OMP_NUM_THREADS={threads} python -m drs report --plan {params.plan:q} --title {params.title:q} "
         "--out-dir {params.out_dir:q} --summary {output.summary:q} > {log:q} 2>&1"

@@ -1,10 +1,13 @@
-# Stage 6: DeepLabV3+ on an experiment's pseudo labels, or on the ground-truth masks for an
-# experiment with supervision: full (the fully-supervised reference).
+# Stage 6: the segmenter on an experiment's pseudo labels, or on the ground-truth masks for an
+# experiment with supervision: full (the fully-supervised reference): DeepLabV3+ (config section
+# segmenter), or DeepLab-V2 for an experiment with segmenter: {architecture: deeplabv2} (section
+# deeplabv2, from the COCO weights that rule download_weights fetches).
 
 
 rule train_segmenter:
     input:
         labels=segmenter_labels,
+        weights=segmenter_weights,
         check=DATASET_CHECK,
     output:
         res(paths.SEGMENTER, checkpoint="model.pt"),
@@ -27,10 +30,11 @@ rule train_segmenter:
         dataset=DATASET,
         split=TRAIN_SPLIT,
         labels=lambda wildcards, input: input.labels or "ground-truth",
-        settings=experiment_settings("segmenter"),
+        settings=segmenter_settings,
+        architecture=lambda wildcards: plan.architecture(config, wildcards.exp),
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_segmenter"),
     shell:
         "{params.launch} train-segmenter --dataset {params.dataset:q} "
         "--split {params.split:q} --labels {params.labels:q} --out {params.out:q} "
-        "--settings {params.settings:q} > {log:q} 2>&1"
+        "--architecture {params.architecture:q} --settings {params.settings:q} > {log:q} 2>&1"
