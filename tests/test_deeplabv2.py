@@ -288,3 +288,17 @@ deeplabv2:
     ratio = f"{100 * weak['miou'] / full['miou']:.1f}%" if full["miou"] else "–"
     assert ratio in summary and not (workdir / "results/drs/segmenter").exists()  # no DeepLabV3+ trained
     assert np.isfinite(weak["miou"])
+
+
+def test_seed_deck_preset_plans_the_whole_run(workdir):
+    """`snakemake -n --configfile config/seed-deck.yaml` plans every stage, from the downloads to the
+    report that carries the deck's published figures."""
+    from helpers import REPO
+
+    run = snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "seed-deck.yaml"), "--", "all")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    for rule in ["download_voc2012", "train_classifier", "train_refiner", "pseudo_labels", "train_segmenter"]:
+        assert f"rule {rule}:" in out, rule
+    assert "localrule summary:" in out or "rule summary:" in out
+    assert "total                  15" in out or "total 15" in " ".join(out.split())

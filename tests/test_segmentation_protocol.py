@@ -67,3 +67,19 @@ def test_other_datasets_get_no_authors_figures():
     old = _segmentation(["background", "a"])
     del old["protocol"]
     assert protocol_lines({("drs", "segmentation"): old}) == []
+
+
+def test_the_seed_decks_published_figures_are_a_row_beside_ours(tmp_path):
+    """config/seed-deck.yaml's report.published reaches the reproduction table as written there."""
+    import yaml
+
+    from helpers import REPO
+
+    published = yaml.safe_load((REPO / "config" / "seed-deck.yaml").read_text())["report"]["published"]
+    path = tmp_path / "segmentation.json"
+    path.write_text(json.dumps(_segmentation(VOC_CLASSES)))
+    summary = tmp_path / "summary.md"
+    write_report({("drs", "segmentation"): path}, tmp_path / "report", summary, published=published)
+    rows = [r for r in summary.read_text().split("## Reproduction")[1].splitlines() if r.startswith("| ")]
+    deck = [r for r in rows if published[0]["label"] in r]
+    assert len(deck) == 1 and "| 65.0 |" in deck[0] and "| 90.0 |" in deck[0], rows
