@@ -77,14 +77,24 @@ def test_method_label(exp, label):
 
 def test_all_with_the_cam_baseline():
     p = plan.report_plan(config(MANY), "all")
-    assert p["metrics"] == {
+    assert p["metrics"] == {  # the CAM baseline end to end: the verdict at every stage
         "cam:cam": "out/cam/metrics/cam.json",
+        "cam:refined": "out/cam/metrics/refined.json",
+        "cam:segmentation": "out/cam/metrics/segmentation.json",
         "drs:cam": "out/drs/metrics/cam.json",
         "drs:refined": "out/drs/metrics/refined.json",
         "drs:segmentation": "out/drs/metrics/segmentation.json",
         "full:segmentation": "out/full/metrics/segmentation.json",  # the first fully supervised only
     }
-    assert list(p["metrics"]) == ["cam:cam", "drs:cam", "drs:refined", "drs:segmentation", "full:segmentation"]
+    assert list(p["metrics"]) == [
+        "cam:cam",
+        "cam:refined",
+        "cam:segmentation",
+        "drs:cam",
+        "drs:refined",
+        "drs:segmentation",
+        "full:segmentation",
+    ]
     assert p["labels"] == {"cam": "CAM", "drs": "DRS", "full": "fully supervised"}
     assert p["main"] == "drs" and p["baseline"] == "cam"
     assert list(p["maps"].items()) == [
@@ -121,7 +131,13 @@ def test_all_when_the_main_experiment_is_the_baseline():
 
 def test_all_with_given_labels_as_the_main_experiment():
     p = plan.report_plan(config(MANY, main="given"), "all")
-    assert list(p["metrics"]) == ["cam:cam", "given:segmentation", "full:segmentation"]
+    assert list(p["metrics"]) == [
+        "cam:cam",
+        "cam:refined",
+        "cam:segmentation",
+        "given:segmentation",
+        "full:segmentation",
+    ]
     assert list(p["maps"]) == ["CAM"]  # no maps of its own, no refined store
     assert p["pseudo_labels"] == "/labels/released"
     assert p["segmenter"] == "out/given/segmenter/model.pt"

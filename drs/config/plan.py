@@ -103,7 +103,7 @@ def method_label(config: dict, exp: str) -> str:
 def report_plan(config: dict, scope: str) -> dict:
     """What a report covers, as the object `drs report --plan` reads.
 
-    Scope "all" is the main experiment (with the CAM baseline's maps, if report.baseline_in_all,
+    Scope "all" is the main experiment (with the CAM baseline end to end, if report.baseline_in_all,
     and the first fully supervised experiment of its architecture beside it), "ablation" every
     experiment, "deeplabv2" the main experiment's pseudo labels and every DeepLab-V2 experiment. The CAM
     baseline comes first, then the main experiment, then the others. Keys: ``metrics`` ("EXP:STAGE"
@@ -137,15 +137,23 @@ def report_plan(config: dict, scope: str) -> dict:
         map_columns = sorted(variant_first_runs(config), key=rank)
     metrics = {}
     for exp in weak:
-        # every stage in the ablation and of the main experiment (only DeepLabV3+ on given labels);
-        # the classifier's maps of the others ("all": the CAM baseline, never a given-labels one)
+        # every stage (only DeepLabV3+ on given labels); in "all" the CAM baseline runs end to end
+        # too, so that the report can say whether DRS beat CAM at every stage, the segmenter's included
         stages = ("segmentation",) if given_labels(config, exp) else STAGES
         if scope == "deeplabv2" and exp == main:
             stages = ("cam", "refined") if not given_labels(config, exp) else ()
-        for stage in stages if scope != "all" or exp == main else ("cam",):
+        for stage in stages:
             metrics[f"{exp}:{stage}"] = paths.under(config, paths.METRICS, exp=exp, stage=stage)
     for exp in full:
         metrics[f"{exp}:segmentation"] = paths.under(config, paths.METRICS, exp=exp, stage="segmentation")
+    histories = {}
+    for exp in report_experiments({"metrics": metrics}):
+        spec = config["experiments"][exp]
+        trained = [] if fully_supervised(config, exp) or given_labels(config, exp) else ["classifier", "refiner"]
+        trained = [s for s in trained if f"{s}_weights" not in spec]  # imported models have no history
+        for stage in [*trained, "segmenter"]:
+            if stage != "segmenter" or f"{exp}:segmentation" in metrics:
+                histories[f"{exp}:{stage}"] = paths.under(config, paths.HISTORY, exp=exp, stage=stage)
     titles = [method_label(config, e) for e in map_columns]
     maps = {(t if titles.count(t) == 1 else variant_of(e)): train_store(config, e) for t, e in zip(titles, map_columns)}
     if not given_labels(config, main):
@@ -161,6 +169,7 @@ def report_plan(config: dict, scope: str) -> dict:
         "dataset": str(dataset_root(config)),
         "split": config["train_split"],
         "published": list(config["report"].get("published") or []),
+        "histories": histories,
     }
 
 
