@@ -112,7 +112,7 @@ def test_eval_maps_and_score_labels_carry_both_protocols(store, tmp_path):
     assert coverage == pytest.approx(cam["coverage"])
 
     rows = comparison_rows({("drs", "cam"): {**cam, "stage": "cam"}, ("drs", "refined"): refined})
-    assert rows[0].miou == pytest.approx(ref["miou"]) and rows[0].split == "sub" and "reference" in rows[0].scored
+    assert rows[0].miou == pytest.approx(ref["miou"]) and rows[0].split == "sub" and rows[0].lead == "reference"
     assert rows[1].miou == pytest.approx(refined["miou"])  # headline: ours
 
 

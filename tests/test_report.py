@@ -117,20 +117,24 @@ def test_summary_and_report_files(run_metrics, tmp_path):
         "experiment_drs.html",
         "experiment_full.html",
         "per_class_iou.png",
+        "verdict.json",
     ]
     assert written["summary"] == summary
     text = summary.read_text()
     assert text.startswith("# DRS results\n\n## Headline\n")
     assert (
         "| DeepLabV3+ on DRS pseudo labels | drs | DeepLabV3+ trained on pseudo labels | val | 6 | 66.0 | 90.0 | "
-        "82.5% |" in text
+        "66.0 | 90.0 | 0.0 | 82.5% |" in text
     )
     assert (
         "| DeepLabV3+ fully supervised | full | DeepLabV3+ trained on ground-truth masks | val | 6 | 80.0 | 90.0 | "
-        "reference |" in text
+        "80.0 | 90.0 | 0.0 | reference |" in text
     )
-    # per experiment: a column per stage it has, per-class IoU in %, an absent class as a dash
-    assert "### drs (DRS)\n\n| class | classifier maps (train) | refined maps (train) | DeepLabV3+ (val) |" in text
+    # per experiment: a column per stage and scoring it has, per-class IoU in %, an absent class as a dash
+    assert (
+        "### drs (DRS)\n\n| class | classifier maps (train), our scoring | refined maps (train), our scoring | "
+        "DeepLabV3+ (val), either scoring (no ignored pixels) |" in text
+    )
     assert "| red | 60.0 | 70.0 | 66.0 |" in text and "| cyan | – | – | – |" in text
     assert str(out / "comparison.html") in text and str(out / "per_class_iou.png") in text
     page = (out / "comparison.html").read_text()
@@ -140,7 +144,9 @@ def test_summary_and_report_files(run_metrics, tmp_path):
     assert not list(tmp_path.rglob("*.partial"))
     section = headline_section(summary)
     assert section.splitlines()[0].startswith("- DeepLabV3+ on DRS pseudo labels: 66.0% mIoU")
-    assert len(section.splitlines()) == 2
+    assert ", our scoring: mIoU 60.0% from the DRS maps (CAM: 50.0%)" in section.splitlines()[1]
+    assert section.splitlines()[2].startswith("- Verdict, DRS against CAM at the pseudo labels:")
+    assert len(section.splitlines()) == 3
 
 
 def test_corrupt_or_incomplete_metrics_name_the_file(tmp_path, capsys):

@@ -16,6 +16,7 @@ WEIGHTS = "downloads/weights/{name}.pth"  # a released file of the config's weig
 CLASSIFIER = "{exp}/classifier/model.pt"
 REFINER = "{exp}/refiner/model.pt"
 SEGMENTER = "{exp}/segmenter/{checkpoint}"  # model.pt (the last) or best.pt (best on val)
+HISTORY = "{exp}/{stage}/history.csv"  # stage: classifier, refiner, segmenter (drs.training.history)
 MAPS = "{exp}/maps/{split}.h5"
 REFINED_MAPS = "{exp}/maps/{split}_refined.h5"
 PSEUDO_LABELS = "{exp}/pseudo_labels"

@@ -62,9 +62,9 @@ REPRODUCTION_HEADER = [
     "network",
     "split",
     "images",
-    "mIoU (%)",
-    "mIoU + CRF (%)",
-    "pixel accuracy (%)",
+    "mIoU (%), either scoring (segmenters predict every pixel)",
+    "mIoU + CRF (%), either scoring",
+    "pixel accuracy (%), either scoring",
     "protocol",
 ]
 REPRODUCTION_ALIGN = ["l", "l", "l", "r", "r", "r", "r", "l"]

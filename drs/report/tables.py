@@ -15,20 +15,38 @@ STAGE_TITLES = {
 }
 
 
+#: the two scorings of pseudo labels (drs.labels.scoring), as every table names them in its header;
+#: a segmenter predicts every pixel, so for its rows the two coincide
+SCORINGS = {
+    "reference": "the reference's scoring: every pixel counted, ignored (255) pseudo-label pixels count as wrong",
+    "ours": "our scoring: ignored pseudo-label pixels left out of the scores, their share given",
+}
+SCORING_NAMES = {"reference": "reference scoring", "ours": "our scoring"}
+
+
+@dataclass
+class Score:
+    """One metrics file's figures under one scoring."""
+
+    miou: float
+    pixel_accuracy: float
+    per_class_iou: dict
+    split: str
+    num_images: int | None
+    ignored: float | None = None  # the share of pixels left out (our scoring)
+
+
 @dataclass
 class Row:
-    """One line of the comparison table: one metrics file."""
+    """One line of the comparison table: one metrics file, under both scorings."""
 
     label: str
     experiment: str
     stage: str  # cam, refined, segmentation
     supervision: str  # image or full
     scored: str
-    split: str
-    num_images: int | None
-    miou: float
-    pixel_accuracy: float
-    per_class_iou: dict
+    scores: dict  # scoring ("reference", "ours") -> Score; "reference" absent where not scored so
+    lead: str = "ours"  # the scoring of the headline and the chart (pseudo_labels.headline_protocol)
     ratio: float | None = None  # weak / full val mIoU, segmenter rows on pseudo labels
     reference: bool = False  # the fully supervised row the ratios divide by
     network: str = ""  # the segmenter's name (DeepLabV3+, DeepLab-V2); "" for pseudo-label rows
@@ -38,6 +56,53 @@ class Row:
         if self.stage == "segmentation":
             return 3 if self.supervision == "full" else 2
         return STAGES.index(self.stage)
+
+    @property
+    def split(self) -> str:
+        """The split the lead scoring scored (the reference's may be another: pseudo_labels.reference_split)."""
+        return self.scores[self.lead].split
+
+    @property
+    def num_images(self) -> int | None:
+        return self.scores[self.lead].num_images
+
+    @property
+    def miou(self) -> float:
+        """The mIoU under the lead scoring."""
+        return self.scores[self.lead].miou
+
+    @property
+    def pixel_accuracy(self) -> float:
+        return self.scores[self.lead].pixel_accuracy
+
+    @property
+    def per_class_iou(self) -> dict:
+        return self.scores[self.lead].per_class_iou
+
+
+def _score(metrics: dict, ignored=None, split=None) -> Score:
+    return Score(
+        float(metrics["miou"]),
+        float(metrics["pixel_accuracy"]),
+        dict(metrics["per_class_iou"]),
+        str(metrics.get("split", split)),
+        metrics.get("num_images"),
+        ignored,
+    )
+
+
+def scores_of(stage: str, metrics: dict) -> tuple[dict, str]:
+    """({scoring: Score}, lead scoring) of a metrics file: a pseudo-label file (cam.json,
+    refined.json) holds ours at its top and the reference's in ``reference_protocol``; a segmenter
+    file one figure, the same under both."""
+    ours = _score(metrics, float(metrics.get("ignored_fraction") or 0.0))
+    if stage == "segmentation":
+        return {"reference": ours, "ours": ours}, "reference"
+    scores = {"ours": ours}
+    if isinstance(metrics.get("reference_protocol"), dict):
+        scores["reference"] = _score(metrics["reference_protocol"], split=metrics["split"])
+    lead = "reference" if metrics.get("headline_protocol") == "reference" and "reference" in scores else "ours"
+    return scores, lead
 
 
 #: the name of each segmenter architecture in the tables (a segmentation.json's network.architecture)
@@ -62,25 +127,15 @@ def _row(experiment: str, stage: str, metrics: dict, label: str) -> Row:
         name, scored = f"{network} on {label} pseudo labels", f"{network} trained on pseudo labels"
     if stage == "segmentation" and metrics.get("multi_scale"):
         scored += " (multi-scale)"
-    if (
-        stage in ("cam", "refined")
-        and metrics.get("headline_protocol") == "reference"
-        and metrics.get("reference_protocol")
-    ):
-        # drs.labels.scoring: the reference's scoring (no ignore step, every pixel counted) leads
-        metrics = metrics["reference_protocol"]
-        scored += ", scored as the reference does (no ignore step, every pixel counted)"
+    scores, lead = scores_of(stage, metrics)
     return Row(
         label=name,
         experiment=experiment,
         stage=stage,
         supervision=supervision,
         scored=scored,
-        split=str(metrics["split"]),
-        num_images=metrics.get("num_images"),
-        miou=float(metrics["miou"]),
-        pixel_accuracy=float(metrics["pixel_accuracy"]),
-        per_class_iou=dict(metrics["per_class_iou"]),
+        scores=scores,
+        lead=lead,
         network=network,
     )
 
@@ -136,11 +191,32 @@ COMPARISON_HEADER = [
     "scored",
     "split",
     "images",
-    "mIoU (%)",
-    "pixel accuracy (%)",
-    "weak / full mIoU",
+    "mIoU (%), reference scoring",
+    "pixel accuracy (%), reference scoring",
+    "mIoU (%), our scoring",
+    "pixel accuracy (%), our scoring",
+    "ignored (%), our scoring",
+    "weak / full mIoU, either scoring",
 ]
-COMPARISON_ALIGN = ["l", "l", "l", "l", "r", "r", "r", "r"]
+COMPARISON_ALIGN = ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r"]
+
+
+def _cells(score: Score | None) -> list[str]:
+    if score is None:
+        return ["–", "–"]
+    return [pct(score.miou), pct(score.pixel_accuracy)]
+
+
+def _where(row: Row) -> list[str]:
+    """The split and image-count cells: one of each, or one per scoring where they differ."""
+    scored = [(SCORING_NAMES[k], v) for k, v in row.scores.items()]
+    images = lambda v: "–" if v.num_images is None else str(v.num_images)  # noqa: E731
+    if len({(v.split, v.num_images) for _, v in scored}) == 1:
+        return [scored[0][1].split, images(scored[0][1])]
+    return [
+        "; ".join(f"{v.split} ({name})" for name, v in scored),
+        "; ".join(f"{images(v)} ({name})" for name, v in scored),
+    ]
 
 
 def comparison_cells(rows: list[Row]) -> list[list[str]]:
@@ -149,10 +225,10 @@ def comparison_cells(rows: list[Row]) -> list[list[str]]:
             r.label,
             r.experiment,
             r.scored,
-            r.split,
-            "–" if r.num_images is None else str(r.num_images),
-            pct(r.miou),
-            pct(r.pixel_accuracy),
+            *_where(r),
+            *_cells(r.scores.get("reference")),
+            *_cells(r.scores["ours"]),
+            "–" if r.scores["ours"].ignored is None else pct(r.scores["ours"].ignored),
             _ratio(r),
         ]
         for r in rows
@@ -162,14 +238,26 @@ def comparison_cells(rows: list[Row]) -> list[list[str]]:
 def experiment_table(
     experiment: str, metrics: dict[str, dict], class_names: list[str]
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of one experiment's per-class table: one column per stage it has."""
-    stages = [s for s in STAGES if s in metrics]
+    """Header and cells of one experiment's per-class table: per pseudo-label stage one column per
+    scoring (the reference's where scored, ours), per segmenter one column (the scorings coincide)."""
     titles = {**STAGE_TITLES, "segmentation": network_name(metrics.get("segmentation") or {})}
-    header = ["class"] + [f"{titles[s]} ({metrics[s]['split']})" for s in stages]
-    cells = [[name] + [pct(metrics[s]["per_class_iou"].get(name)) for s in stages] for name in class_names]
-    cells.append(["mIoU"] + [pct(metrics[s]["miou"]) for s in stages])
-    cells.append(["pixel accuracy"] + [pct(metrics[s]["pixel_accuracy"]) for s in stages])
-    cells.append(["images"] + [str(metrics[s].get("num_images", "–")) for s in stages])
+    columns = []  # (header, Score)
+    for stage in (s for s in STAGES if s in metrics):
+        scores, _ = scores_of(stage, metrics[stage])
+        if stage == "segmentation":
+            score = scores["ours"]
+            columns.append((f"{titles[stage]} ({score.split}), either scoring (no ignored pixels)", score))
+            continue
+        for scoring in ("reference", "ours"):
+            if scoring in scores:
+                score = scores[scoring]
+                columns.append((f"{titles[stage]} ({score.split}), {SCORING_NAMES[scoring]}", score))
+    header = ["class"] + [c[0] for c in columns]
+    cells = [[name] + [pct(c[1].per_class_iou.get(name)) for c in columns] for name in class_names]
+    cells.append(["mIoU"] + [pct(c[1].miou) for c in columns])
+    cells.append(["pixel accuracy"] + [pct(c[1].pixel_accuracy) for c in columns])
+    cells.append(["ignored (%)"] + ["–" if c[1].ignored is None else pct(c[1].ignored) for c in columns])
+    cells.append(["images"] + ["–" if c[1].num_images is None else str(c[1].num_images) for c in columns])
     return header, cells
 
 
@@ -199,18 +287,23 @@ def headline(rows: list[Row], main: str | None, baseline: str | None = None) -> 
         lines.append(f"{full.label}: {pct(full.miou)}% mIoU on {full.split}.")
     cam, refined = find(main, "cam"), find(main, "refined")
     base = find(baseline, "cam") if baseline and baseline != main else None
+    base_refined = find(baseline, "refined") if baseline and baseline != main else None
     if cam is not None or refined is not None:
         first = cam or refined
         parts = []
         if cam is not None:
             text = f"{pct(cam.miou)}% from the {cam.label} maps"
-            if base is not None:
+            if base is not None and base.lead == cam.lead:
                 text += f" ({base.label}: {pct(base.miou)}%)"
             parts.append(text)
         if refined is not None:
-            parts.append(f"{pct(refined.miou)}% after refinement")
+            text = f"{pct(refined.miou)}% after refinement"
+            if base_refined is not None and base_refined.lead == refined.lead:
+                text += f" ({base_refined.label}: {pct(base_refined.miou)}%)"
+            parts.append(text)
         count = f" ({first.num_images} images)" if first.num_images is not None else ""
-        lines.append(f"Pseudo labels scored on {first.split}{count}: mIoU " + ", ".join(parts) + ".")
+        scoring = SCORING_NAMES[first.lead]
+        lines.append(f"Pseudo labels scored on {first.split}{count}, {scoring}: mIoU " + ", ".join(parts) + ".")
     if not lines:
         lines.append(f"No metrics of the main experiment {main!r} yet.")
     return [f"- {line}" for line in lines]
@@ -222,7 +315,8 @@ def comparison_note(rows: list[Row]) -> str:
     if any(r.stage != "segmentation" for r in rows):
         notes.append(
             "Pseudo-label rows score the labels made from the maps against the ground truth of their "
-            "images (their quality as training targets)."
+            f"images (their quality as training targets), under two scorings: {SCORINGS['reference']}; "
+            f"{SCORINGS['ours']}. A segmenter predicts every pixel, so its two columns hold the same figure."
         )
     if any(r.stage == "segmentation" for r in rows):
         notes.append("Segmenter rows (DeepLabV3+, DeepLab-V2) score the trained network on its evaluation split.")
@@ -232,6 +326,11 @@ def comparison_note(rows: list[Row]) -> str:
             "network's trained on ground-truth masks (the fully supervised reference)."
         )
     return " ".join(notes)
+
+
+def chart_scoring(rows: list[Row]) -> str:
+    """The scoring of the chart's pseudo-label bars (the lead scoring of the first pseudo-label row)."""
+    return next((SCORING_NAMES[r.lead] for r in rows if r.stage != "segmentation"), "either scoring")
 
 
 def chart_series(rows: list[Row]) -> list[tuple[str, dict]]:

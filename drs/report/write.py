@@ -28,6 +28,7 @@ from pathlib import Path
 from drs.data.voc import VOCDataset
 from drs.errors import UserError
 from drs.inference.segment import Predictor
+from drs.report.curves import TRAINING_STAGES, selected_checkpoint, write_curves
 from drs.report.figures import StripSources, per_class_chart, pick_strip_ids, png_bytes, strip_figure
 from drs.report.inputs import load_metrics
 from drs.report.protocols import REPRODUCTION_ALIGN, REPRODUCTION_HEADER, protocol_lines, reproduction_cells
@@ -37,6 +38,7 @@ from drs.report.tables import (
     COMPARISON_HEADER,
     STAGES,
     Row,
+    chart_scoring,
     chart_series,
     class_order,
     comparison_cells,
@@ -45,21 +47,31 @@ from drs.report.tables import (
     experiment_table,
     headline,
 )
+from drs.report.verdict import VERDICT_ALIGN, VERDICT_HEADER, verdict, verdict_cells, verdict_line
 from drs.store.reader import MapStore
 from drs.util.files import atomic_write_bytes, atomic_write_text
 
 HEADLINE = "## Headline"
+VERDICT = "Main against baseline, stage by stage (mIoU, one scoring per line)"
 REPRODUCTION = "Reproduction: our segmenter figures beside the published ones, each with its protocol"
 
 
 def comparison_html(
-    rows: list[Row], lines: list[str], title: str, protocols: list[str] = (), reproduction: list[list[str]] = ()
+    rows: list[Row],
+    lines: list[str],
+    title: str,
+    protocols: list[str] = (),
+    reproduction: list[list[str]] = (),
+    comparisons: list[dict] = (),
 ) -> str:
     separators = {n for n in range(1, len(rows)) if rows[n].group != rows[n - 1].group}
     classes = {n: "ref" for n, r in enumerate(rows) if r.reference}
     body = "<ul>" + "".join(f"<li>{markdown_inline(line)}</li>" for line in lines) + "</ul>\n"
     body += html_table(COMPARISON_HEADER, comparison_cells(rows), COMPARISON_ALIGN, separators, classes)
     body += f'\n<p class="note">{html.escape(comparison_note(rows))}</p>'
+    if comparisons:  # DRS against CAM at every stage, one scoring per line (drs.report.verdict)
+        body += f"\n<h2>{html.escape(VERDICT)}</h2>\n"
+        body += html_table(VERDICT_HEADER, verdict_cells(comparisons), VERDICT_ALIGN)
     if protocols:  # how each segmenter figure was measured (drs.report.protocols)
         body += '\n<ul class="note">' + "".join(f"<li>{markdown_inline(line)}</li>" for line in protocols) + "</ul>"
     if reproduction:  # ours beside the authors' and the published figures, each with its protocol
@@ -81,11 +93,13 @@ def write_report(
     strips=None,
     title: str = "DRS results",
     published=(),
+    histories=None,
 ) -> dict[str, Path]:
     """Write the report's files (see the module docstring); returns them by kind.
 
     ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array);
-    ``published``: figures of others to set beside ours (the config's ``report.published``).
+    ``published``: figures of others to set beside ours (the config's ``report.published``);
+    ``histories``: {(experiment, training stage): history.csv} drawn as training curves.
     """
     if not metrics_paths:
         raise UserError("no metrics given: pass --metrics EXP:STAGE=PATH for at least one stage")
@@ -95,16 +109,26 @@ def write_report(
     rows = comparison_rows(metrics, labels)
     names = class_order(list(metrics.values()))
     lines = headline(rows, main, baseline)
+    comparisons = verdict(metrics, main, baseline, labels)
+    end_to_end = verdict_line(comparisons)
+    if end_to_end:
+        lines.append(f"- {end_to_end}")
 
     protocols = protocol_lines(metrics)
     reproduction = reproduction_cells(metrics, published)
     written: dict[str, Path] = {}
 
     written["comparison table"] = out_dir / "comparison.html"
-    atomic_write_text(written["comparison table"], comparison_html(rows, lines, title, protocols, reproduction))
+    page = comparison_html(rows, lines, title, protocols, reproduction, comparisons)
+    atomic_write_text(written["comparison table"], page)
     written["per-class IoU chart"] = atomic_write_bytes(
-        out_dir / "per_class_iou.png", per_class_chart(chart_series(rows), names, "Per-class IoU")
+        out_dir / "per_class_iou.png",
+        per_class_chart(chart_series(rows), names, f"Per-class IoU (pseudo labels: {chart_scoring(rows)})"),
     )
+    if comparisons:
+        record = {"main": main, "baseline": baseline, "line": end_to_end, "comparisons": comparisons}
+        record["sources"] = {f"{e}:{s}": str(p) for (e, s), p in metrics_paths.items() if e in (main, baseline)}
+        written["verdict"] = atomic_write_text(out_dir / "verdict.json", json.dumps(record, indent=2) + "\n")
     by_experiment: dict[str, dict[str, dict]] = {}
     for (experiment, stage), values in metrics.items():
         by_experiment.setdefault(experiment, {})[stage] = values
@@ -121,6 +145,8 @@ def write_report(
         atomic_write_text(path, html_page(f"Experiment {heading}", body))
         written[f"per-class table of {experiment}"] = path
         experiment_md += [f"### {heading}", "", markdown_table(header, cells, align)]
+    selected = {e: selected_checkpoint(v) for (e, st), v in metrics.items() if st == "segmentation"}
+    written.update(write_curves(histories or {}, out_dir, selected))
     if strips is not None:
         written["picture strips"] = atomic_write_bytes(out_dir / "strips.png", png_bytes(strips()))
 
@@ -139,6 +165,11 @@ def write_report(
             "",
             *protocols,
             *([""] if protocols else []),
+            *(
+                [f"## {VERDICT}", "", markdown_table(VERDICT_HEADER, verdict_cells(comparisons), VERDICT_ALIGN)]
+                if comparisons
+                else []
+            ),
             *(
                 [f"## {REPRODUCTION}", "", markdown_table(REPRODUCTION_HEADER, reproduction, REPRODUCTION_ALIGN)]
                 if reproduction
@@ -193,6 +224,19 @@ def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
             )
         if (experiment, stage) in out:
             raise UserError(f"--metrics: {experiment}:{stage} given twice")
+        out[(experiment, stage)] = path
+    return out
+
+
+def parse_histories(values: list[str]) -> dict[tuple[str, str], str]:
+    """``EXP:STAGE=CSV`` pairs (STAGE one of the training stages) as {(experiment, stage): path}."""
+    out: dict[tuple[str, str], str] = {}
+    for key, path in _pairs(values, "--history"):
+        experiment, found, stage = key.partition(":")
+        if not found or not experiment or stage not in TRAINING_STAGES:
+            raise UserError(
+                f"--history: expected EXP:STAGE=CSV with STAGE one of {', '.join(TRAINING_STAGES)}, got {key}={path}"
+            )
         out[(experiment, stage)] = path
     return out
 
@@ -276,6 +320,7 @@ PLAN_KEYS = {
     "dataset": "--dataset",
     "split": "--split",
     "published": "--published",
+    "histories": "--history",
 }
 
 
@@ -304,6 +349,7 @@ def parse_plan(text: str) -> dict:
         raise UserError("--plan: expected a JSON object")
     unknown = sorted(set(plan) - set(PLAN_KEYS))
     plan.setdefault("published", [])  # optional: no published figures
+    plan.setdefault("histories", {})  # optional: no training curves
     missing = [key for key in PLAN_KEYS if key not in plan]
     if unknown or missing:
         raise UserError(f"--plan: unknown key(s) {unknown}, missing key(s) {missing}; expected {', '.join(PLAN_KEYS)}")
@@ -311,5 +357,8 @@ def parse_plan(text: str) -> dict:
         if not isinstance(plan[key], dict):
             raise UserError(f"--plan: '{key}' must be an object")
     plan["published"] = check_published(plan["published"], "--plan: 'published'")
+    if not isinstance(plan["histories"], dict):
+        raise UserError("--plan: 'histories' must be an object")
     plan["metrics"] = parse_metrics([f"{k}={v}" for k, v in plan["metrics"].items()])
+    plan["histories"] = parse_histories([f"{k}={v}" for k, v in plan["histories"].items()])
     return plan

@@ -30,6 +30,7 @@ from drs.report.write import (
     check_published,
     headline_section,
     make_strips,
+    parse_histories,
     parse_metrics,
     parse_plan,
     write_report,
@@ -83,6 +84,14 @@ def add_arguments(p) -> None:
         help="figures of others set beside ours in the reproduction table: a JSON list of objects with label, "
         "split, miou, source and protocol (the config's report.published)",
     )
+    p.add_argument(
+        "--history",
+        nargs="*",
+        default=[],
+        metavar="EXP:STAGE=CSV",
+        help="a training history (OUT/history.csv; STAGE: classifier, refiner or segmenter) drawn as a curve; "
+        "a file that does not exist (an imported model) is skipped",
+    )
     p.add_argument("--out-dir", help="folder for the report files")
     p.add_argument("--summary", help="markdown summary to write")
     p.add_argument("--title", default="DRS results", help="title of the summary and the tables")
@@ -111,6 +120,7 @@ def _options_plan(args) -> dict:
         "dataset": args.dataset,
         "split": args.split or "train",
         "published": check_published(_json(args.published) if args.published else [], "--published"),
+        "histories": parse_histories(args.history),
     }
 
 
@@ -132,6 +142,7 @@ def run(args) -> int:
             args.dataset,
             args.split,
             args.published,
+            args.history,
         )
         given = [option for option, value in zip(PLAN_KEYS.values(), values, strict=True) if value]
         if given:
@@ -160,6 +171,7 @@ def run(args) -> int:
         strips=strips,
         title=args.title,
         published=plan["published"],
+        histories=plan["histories"],
     )
     for path in written.values():
         print(f"wrote {path}")
