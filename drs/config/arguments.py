@@ -42,6 +42,11 @@ def add_trainer_arguments(parser, cls) -> None:
     parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt)")
     add_settings_argument(parser, cls)
     parser.add_argument("--seed", type=int, default=argparse.SUPPRESS, help=f"override {cls.section}.seed")
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log the history (OUT/history.csv) to TensorBoard in OUT/tensorboard (logging.tensorboard)",
+    )
 
 
 def saliency_threshold_arg(text: str) -> float | None:

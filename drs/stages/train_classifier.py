@@ -7,6 +7,7 @@ from __future__ import annotations
 from drs.config.arguments import add_trainer_arguments, settings_from_args
 from drs.config.settings import ClassifierSettings
 from drs.training.classifier import train_classifier
+from drs.training.history import use_tensorboard
 
 
 def add_arguments(p) -> None:
@@ -16,6 +17,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    use_tensorboard(args.tensorboard)
     settings = settings_from_args(ClassifierSettings, args)
     train_classifier(args.dataset, args.split, args.out, settings, args.drs, args.delta)
     return 0

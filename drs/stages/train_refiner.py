@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from drs.config.arguments import add_trainer_arguments, settings_from_args
 from drs.config.settings import RefinerSettings
+from drs.training.history import use_tensorboard
 from drs.training.refiner import train_refiner
 
 
@@ -15,6 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    use_tensorboard(args.tensorboard)
     settings = settings_from_args(RefinerSettings, args)
     train_refiner(args.dataset, args.split, args.store, args.out, settings)
     return 0

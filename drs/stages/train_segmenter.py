@@ -9,6 +9,7 @@ from __future__ import annotations
 from drs.config.arguments import add_trainer_arguments, settings_from_args
 from drs.config.settings import ARCHITECTURES, SegmenterSettings
 from drs.training.deeplabv2 import train_deeplabv2
+from drs.training.history import use_tensorboard
 from drs.training.segmenter import GROUND_TRUTH, train_segmenter
 
 TRAINERS = {"deeplabv3plus": train_segmenter, "deeplabv2": train_deeplabv2}
@@ -26,6 +27,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    use_tensorboard(args.tensorboard)
     labels = None if args.labels == GROUND_TRUTH else args.labels
     settings = settings_from_args(ARCHITECTURES[args.architecture], args)
     TRAINERS[args.architecture](args.dataset, args.split, labels, args.out, settings)

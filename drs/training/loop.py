@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from drs.config.settings import LoopSettings
 from drs.runtime import distributed as ddp
 from drs.runtime.device import describe_device, pick_device, seed_everything
 from drs.store.model_files import LAST_CHECKPOINT, atomic_save, read_epoch_checkpoint
+from drs.training import history as run_history
 from drs.training.resume import resume_mismatch
 from drs.util.progress import StepProgress
 
@@ -129,6 +131,10 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"])
         log.info("%s: resuming from %s after epoch %d of %d", name, last, start_epoch, settings.epochs)
+    # the curve beside the model (drs.training.history): the resumed epochs' rows kept, rank 0 writes
+    history = run_history.History(
+        out_dir, start_epoch if state is not None else None, run_history.TENSORBOARD, enabled=ddp.is_main()
+    )
 
     generator = loader.generator
     if generator is None:
@@ -174,8 +180,10 @@ def fit(
             extra_state=extra_state,
             stop_after_steps=stop_after_steps,
             use_amp=use_amp,
+            history=history,
         )
     finally:
+        history.close()
         if restore_batchnorm is not None:
             restore_batchnorm()  # the caller gets its own batch-norm layers back, trained
     return model
@@ -201,6 +209,7 @@ def _epochs(
     extra_state,
     stop_after_steps,
     use_amp,
+    history,
 ) -> None:
     """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None).
     An optimizer step takes ``settings.accumulation`` loader batches, their gradients summed (each
@@ -216,6 +225,7 @@ def _epochs(
         sys.stderr.isatty() and ddp.is_main(),
     )
     total_steps = 0
+    started = time.perf_counter()
     for epoch in range(start_epoch, settings.epochs):
         seed = settings.seed * 100_003 + epoch
         generator.manual_seed(seed)
@@ -230,6 +240,7 @@ def _epochs(
             group["lr"] = group["initial_lr"] * factor
         (forward or model).train()
         running = 0.0
+        interval = [0.0, 0, 0, time.perf_counter()]  # loss sum, steps, images, start: the next history row
         batches = iter(loader)
         for step in range(1, steps + 1):
             run_step = epoch * steps + step - 1  # 0-based, over the whole run
@@ -257,8 +268,23 @@ def _epochs(
             running = reported if step == 1 else 0.9 * running + 0.1 * reported
             progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
             total_steps += 1
-            if after_step is not None:
-                after_step(run_step + 1)
+            extra = after_step(run_step + 1) if after_step is not None else None
+            interval[0] += reported
+            interval[1] += 1
+            interval[2] += images
+            last_step = step == steps or (settings.max_steps is not None and run_step + 1 >= settings.max_steps)
+            if extra or last_step or (run_step + 1) % settings.log_every == 0:
+                now = time.perf_counter()
+                history.add(
+                    epoch=epoch + 1,
+                    step=run_step + 1,
+                    loss=interval[0] / interval[1],
+                    lr=optimizer.param_groups[0]["lr"],
+                    images_per_s=interval[2] / max(now - interval[3], 1e-9),
+                    seconds=now - started,
+                    **(extra or {}),
+                )
+                interval = [0.0, 0, 0, now]
             if stop_after_steps is not None and total_steps >= stop_after_steps:
                 raise KeyboardInterrupt(f"{name}: stopped after {total_steps} steps (stop_after_steps)")
         state = {

@@ -26,10 +26,11 @@ class BestOnVal:
             if kept.get("settings") == record["settings"]:
                 self.best = kept["selected_on_val"]["miou"]
 
-    def __call__(self, step: int) -> None:
+    def __call__(self, step: int) -> dict | None:
+        """Validate at every ``val_every``-th step; returns {"val_miou": mIoU} for the history then."""
         s = self.settings
         if step % s.val_every:
-            return
+            return None
         miou = validation_miou(self.model, self.voc, s.val_protocol, s.val_crop_size)
         log.info("step %d: mIoU %.4f on %s (best so far %.4f)", step, miou, s.val_split, max(self.best, miou))
         if miou > self.best:
@@ -42,3 +43,4 @@ class BestOnVal:
                 "protocol": s.val_protocol,
             }
             atomic_save({"state_dict": self.model.state_dict(), **self.record, "selected_on_val": chosen}, self.path)
+        return {"val_miou": miou}

@@ -23,6 +23,8 @@ rule train_classifier:
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_classifier"),
     shell:
-        "{params.launch} train-classifier --dataset {params.dataset:q} "
+        "{params.launch} train-classifier "
+        + TENSORBOARD
+        + "--dataset {params.dataset:q} "
         "--split {params.split:q} --out {params.out:q} {params.drs:q} --settings {params.settings:q} "
         "> {log:q} 2>&1"

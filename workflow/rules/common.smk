@@ -71,6 +71,9 @@ shell.prefix(
 EXPERIMENTS = config["experiments"]
 MAIN = config["main_experiment"]
 TRAIN_SPLIT = config["train_split"]
+# the training stages' --tensorboard (logging.tensorboard); empty when off, so that the commands, and
+# the jobs Snakemake reruns on a changed command, stay as they were
+TENSORBOARD = "--tensorboard " if config["logging"]["tensorboard"] else ""
 VAL_SPLIT = config["val_split"]
 TEST_SPLIT = config["evaluation"]["test_split"]
 # the checkpoint stage 7 scores: the last one, or the best on val (segmenter.val_every)

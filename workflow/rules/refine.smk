@@ -23,7 +23,9 @@ rule train_refiner:
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_refiner"),
     shell:
-        "{params.launch} train-refiner --dataset {params.dataset:q} "
+        "{params.launch} train-refiner "
+        + TENSORBOARD
+        + "--dataset {params.dataset:q} "
         "--split {params.split:q} --store {input.store:q} --out {params.out:q} "
         "--settings {params.settings:q} > {log:q} 2>&1"
 

@@ -35,6 +35,8 @@ rule train_segmenter:
         out=lambda wildcards, output: Path(output[0]).parent,
         launch=launcher("train_segmenter"),
     shell:
-        "{params.launch} train-segmenter --dataset {params.dataset:q} "
+        "{params.launch} train-segmenter "
+        + TENSORBOARD
+        + "--dataset {params.dataset:q} "
         "--split {params.split:q} --labels {params.labels:q} --out {params.out:q} "
         "--architecture {params.architecture:q} --settings {params.settings:q} > {log:q} 2>&1"
