@@ -94,10 +94,12 @@ def test_fit_applies_the_learning_rate_schedule_each_epoch(tmp_path):
 
 
 def test_fit_refuses_a_non_finite_loss(tmp_path):
+    """Checked where the loop reads the loss back (each log and history row, each epoch's end: no
+    host synchronisation per step), always before a checkpoint is written."""
     x, y = _blobs()
     model = _zero_linear()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(FloatingPointError, match="epoch 1 step 1"):
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, steps 1-4"):
         fit(
             model,
             optimizer,

@@ -20,6 +20,7 @@ with the same global batch give the same model, up to floating-point rounding.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -239,8 +240,11 @@ def _epochs(
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         (forward or model).train()
-        running = 0.0
-        interval = [0.0, 0, 0, time.perf_counter()]  # loss sum, steps, images, start: the next history row
+        # losses stay on the device between the steps that log (no host synchronisation per step):
+        # the running mean, and the loss sum, steps, images and start time of the next history row
+        running = torch.zeros((), device=device)
+        interval = [torch.zeros((), device=device), 0, 0, time.perf_counter()]
+        first_of_interval = epoch * steps + 1
         batches = iter(loader)
         for step in range(1, steps + 1):
             run_step = epoch * steps + step - 1  # 0-based, over the whole run
@@ -250,7 +254,7 @@ def _epochs(
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor * lr_at_step(run_step)
             optimizer.zero_grad(set_to_none=True)
-            reported = 0.0
+            reported = torch.zeros((), device=device)
             images = 0
             for _ in range(accumulation):
                 batch = next(batches)
@@ -258,33 +262,41 @@ def _epochs(
                     out = step_loss(model, batch, device) if forward is None else forward(batch)
                 # every process sees the global batch's mean loss: all log it, and stop on it together
                 loss, part = _batch_loss(out, distributed=forward is not None)
-                if not torch.isfinite(part):
-                    raise FloatingPointError(f"{name}: loss is {part.item()} at epoch {epoch + 1} step {step}")
                 scaler.scale(loss if accumulation == 1 else loss / accumulation).backward()
-                reported += part.item() / accumulation
+                reported = reported + part.detach().float() / accumulation
                 images += len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
             scaler.step(optimizer)
             scaler.update()
             running = reported if step == 1 else 0.9 * running + 0.1 * reported
-            progress.step(epoch + 1, settings.epochs, step, steps, running, optimizer.param_groups[0]["lr"], images)
             total_steps += 1
             extra = after_step(run_step + 1) if after_step is not None else None
-            interval[0] += reported
+            interval[0] = interval[0] + reported
             interval[1] += 1
             interval[2] += images
             last_step = step == steps or (settings.max_steps is not None and run_step + 1 >= settings.max_steps)
-            if extra or last_step or (run_step + 1) % settings.log_every == 0:
+            row_due = bool(extra) or last_step or (run_step + 1) % settings.log_every == 0
+            shown = None
+            if row_due or progress.due(step, steps):
+                shown, summed = torch.stack([running, interval[0]]).tolist()  # the one synchronisation
+                if not math.isfinite(summed):
+                    raise FloatingPointError(
+                        f"{name}: loss is {summed} at epoch {epoch + 1}, steps {first_of_interval}-{run_step + 1}"
+                    )
+            lr = optimizer.param_groups[0]["lr"]
+            progress.step(epoch + 1, settings.epochs, step, steps, shown, lr, images)
+            if row_due:
                 now = time.perf_counter()
                 history.add(
                     epoch=epoch + 1,
                     step=run_step + 1,
-                    loss=interval[0] / interval[1],
-                    lr=optimizer.param_groups[0]["lr"],
+                    loss=summed / interval[1],
+                    lr=lr,
                     images_per_s=interval[2] / max(now - interval[3], 1e-9),
                     seconds=now - started,
                     **(extra or {}),
                 )
-                interval = [0.0, 0, 0, now]
+                interval = [torch.zeros((), device=device), 0, 0, now]
+                first_of_interval = run_step + 2
             if stop_after_steps is not None and total_steps >= stop_after_steps:
                 raise KeyboardInterrupt(f"{name}: stopped after {total_steps} steps (stop_after_steps)")
         state = {
@@ -296,7 +308,9 @@ def _epochs(
         }
         atomic_save(state, last)  # rank 0 only
         ddp.barrier()
-        log.info("%s: epoch %d/%d done, loss %.4f, checkpoint %s", name, epoch + 1, settings.epochs, running, last)
+        log.info(
+            "%s: epoch %d/%d done, loss %.4f, checkpoint %s", name, epoch + 1, settings.epochs, float(running), last
+        )
 
 
 def _batch_loss(out, distributed: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,11 +58,16 @@ class StepProgress:
         self.done = 0
         self.images = 0
 
-    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float, images: int) -> None:
+    def due(self, step: int, steps: int) -> bool:
+        """Whether :meth:`step` at ``step`` of ``steps`` shows a line (and so needs the loss)."""
+        return self.line.tty or not step % self.every or step == steps
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float | None, lr: float, images: int) -> None:
+        """Count a step; show its line when :meth:`due` (``loss`` may be None otherwise)."""
         self.done += 1
         self.images += images
         logged = not step % self.every or step == steps
-        if not self.line.tty and not logged:
+        if not self.due(step, steps):
             return
         elapsed = time.perf_counter() - self.start
         rate = self.images / elapsed if elapsed > 0 else 0.0
