@@ -49,6 +49,7 @@ from drs.report.tables import (
 )
 from drs.report.verdict import VERDICT_ALIGN, VERDICT_HEADER, verdict, verdict_cells, verdict_line
 from drs.store.reader import MapStore
+from drs.util.argtypes import name_value_pairs
 from drs.util.files import atomic_write_bytes, atomic_write_text
 
 HEADLINE = "## Headline"
@@ -204,19 +205,9 @@ def headline_section(summary: str | Path) -> str:
     return "\n".join(line for line in lines[start:end] if line.strip())
 
 
-def _pairs(values: list[str], option: str, sep: str = "=") -> list[tuple[str, str]]:
-    out = []
-    for value in values:
-        name, found, rest = value.partition(sep)
-        if not found or not name or not rest:
-            raise UserError(f"{option}: expected NAME{sep}VALUE, got {value!r}")
-        out.append((name, rest))
-    return out
-
-
 def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
     out: dict[tuple[str, str], str] = {}
-    for key, path in _pairs(values, "--metrics"):
+    for key, path in name_value_pairs(values, "--metrics"):
         experiment, found, stage = key.partition(":")
         if not found or not experiment or stage not in STAGES:
             raise UserError(
@@ -231,7 +222,7 @@ def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
 def parse_histories(values: list[str]) -> dict[tuple[str, str], str]:
     """``EXP:STAGE=CSV`` pairs (STAGE one of the training stages) as {(experiment, stage): path}."""
     out: dict[tuple[str, str], str] = {}
-    for key, path in _pairs(values, "--history"):
+    for key, path in name_value_pairs(values, "--history"):
         experiment, found, stage = key.partition(":")
         if not found or not experiment or stage not in TRAINING_STAGES:
             raise UserError(
