@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "pseudo-labels": ("drs.stages.pseudo_labels", "write a map store's pseudo labels as PNGs (the paper's rule)"),
     "score-labels": ("drs.stages.score_labels", "score a folder of label PNGs against the ground truth (mIoU)"),
+    "sweep-labels": (
+        "drs.stages.sweep_labels",
+        "score a map store's pseudo labels over grids of alpha and the saliency threshold (one pass)",
+    ),
     "train-refiner": ("drs.stages.train_refiner", "train the refinement network on a classifier's map store"),
     "import-weights": (
         "drs.stages.import_weights",

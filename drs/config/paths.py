@@ -21,6 +21,7 @@ MAPS = "{exp}/maps/{split}.h5"
 REFINED_MAPS = "{exp}/maps/{split}_refined.h5"
 PSEUDO_LABELS = "{exp}/pseudo_labels"
 METRICS = "{exp}/metrics/{stage}.json"  # stage: cam, refined, segmentation
+SWEEP = "{exp}/metrics/sweep.json"  # drs sweep-labels: the pseudo-label rule over alpha and saliency grids
 PREDICTIONS = "{exp}/predictions/{split}"
 SUBMISSION = "{exp}/submission/{split}"  # the test-server tree; .tar.gz and .json beside it
 SUMMARY = "summary.md"
