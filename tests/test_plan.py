@@ -181,7 +181,21 @@ def test_report_inputs_are_the_plan_files():
         "stores": ["out/cam/maps/trainaug.h5", "out/drs/maps/trainaug.h5", "out/drs/maps/trainaug_refined.h5"],
         "pseudo_labels": "out/drs/pseudo_labels",
         "segmenter": "out/drs/segmenter/model.pt",
+        "sweeps": ["out/cam/metrics/sweep.json", "out/drs/metrics/sweep.json"],  # so that `all` sweeps both
     }
+
+
+def test_all_draws_the_histories_and_sweeps_of_its_experiments():
+    p = plan.report_plan(config(MANY), "all")
+    assert p["sweeps"] == {"CAM": "out/cam/metrics/sweep.json", "DRS": "out/drs/metrics/sweep.json"}
+    assert p["histories"] == {
+        f"{e}:{s}": f"out/{e}/{s}/history.csv"
+        for e, stages in (("cam", "crs"), ("drs", "crs"), ("full", "s"))
+        for s in [{"c": "classifier", "r": "refiner", "s": "segmenter"}[k] for k in stages]
+    }
+    given = plan.report_plan(config(MANY, main="given"), "all")
+    assert given["sweeps"] == {"CAM": "out/cam/metrics/sweep.json"}  # given labels: nothing to sweep
+    assert "given:classifier" not in given["histories"] and "given:segmenter" in given["histories"]
 
 
 def test_unknown_scope():

@@ -227,3 +227,25 @@ def test_figure_is_a_png_with_both_panels(setup, tmp_path):
     with pytest.raises(UserError, match="sweep 'bad': not a drs sweep-labels JSON object"):
         draw_sweeps({"bad": {"miou": 0.5}}, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_the_report_draws_the_sweeps_and_states_the_best_values(setup, tmp_path):
+    """drs report --sweep: the threshold figure and, in the summary, the configured and best value
+    of each threshold under each scoring, as the sweep JSON holds them."""
+    from drs.report.write import write_report
+
+    root, store = setup
+    result = sweep.sweep_store(store, root, alphas=[0.1, 0.4], saliency_thresholds=[20.0, 100.0], workers=1)
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(result))
+    metrics = tmp_path / "refined.json"
+    metrics.write_text(
+        json.dumps({"miou": 0.5, "pixel_accuracy": 0.9, "per_class_iou": {"a": 0.5}, "split": "train", "num_images": 2})
+    )
+    summary = tmp_path / "summary.md"
+    written = write_report({("drs", "refined"): metrics}, tmp_path / "r", summary, sweeps={"DRS": path})
+    assert written["threshold curves"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = summary.read_text()
+    alpha = result["sweeps"]["alpha"]
+    best = alpha["best"]["ours"]
+    assert "- DRS, alpha: ours scoring" in text and f"best {100 * best['miou']:.1f}% at {best['value']:g}" in text

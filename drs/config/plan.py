@@ -154,6 +154,13 @@ def report_plan(config: dict, scope: str) -> dict:
         for stage in [*trained, "segmenter"]:
             if stage != "segmenter" or f"{exp}:segmentation" in metrics:
                 histories[f"{exp}:{stage}"] = paths.under(config, paths.HISTORY, exp=exp, stage=stage)
+    # threshold curves (drs sweep-labels) of the methods whose pseudo labels the report scores
+    swept = [e for e in dict.fromkeys([baseline, main] if scope != "ablation" else weak) if e in weak]
+    sweeps = {
+        method_label(config, e): paths.under(config, paths.SWEEP, exp=e)
+        for e in swept
+        if f"{e}:refined" in metrics and not given_labels(config, e)
+    }
     titles = [method_label(config, e) for e in map_columns]
     maps = {(t if titles.count(t) == 1 else variant_of(e)): train_store(config, e) for t, e in zip(titles, map_columns)}
     if not given_labels(config, main):
@@ -170,6 +177,7 @@ def report_plan(config: dict, scope: str) -> dict:
         "split": config["train_split"],
         "published": list(config["report"].get("published") or []),
         "histories": histories,
+        "sweeps": sweeps,
     }
 
 
@@ -185,4 +193,5 @@ def report_inputs(plan: dict) -> dict:
         "stores": list(plan["maps"].values()),
         "pseudo_labels": plan["pseudo_labels"],
         "segmenter": plan["segmenter"],
+        "sweeps": list(plan.get("sweeps", {}).values()),
     }

@@ -32,7 +32,8 @@ from drs.report.curves import TRAINING_STAGES, selected_checkpoint, write_curves
 from drs.report.figures import StripSources, per_class_chart, pick_strip_ids, png_bytes, strip_figure
 from drs.report.inputs import load_metrics
 from drs.report.protocols import REPRODUCTION_ALIGN, REPRODUCTION_HEADER, protocol_lines, reproduction_cells
-from drs.report.render import html_page, html_table, markdown_inline, markdown_table
+from drs.report.render import html_page, html_table, markdown_inline, markdown_table, pct
+from drs.report.sweep_figure import draw_sweeps
 from drs.report.tables import (
     COMPARISON_ALIGN,
     COMPARISON_HEADER,
@@ -95,12 +96,14 @@ def write_report(
     title: str = "DRS results",
     published=(),
     histories=None,
+    sweeps=None,
 ) -> dict[str, Path]:
     """Write the report's files (see the module docstring); returns them by kind.
 
     ``strips``: None, or a zero-argument callable returning the strip picture (an RGB array);
     ``published``: figures of others to set beside ours (the config's ``report.published``);
-    ``histories``: {(experiment, training stage): history.csv} drawn as training curves.
+    ``histories``: {(experiment, training stage): history.csv} drawn as training curves;
+    ``sweeps``: {method: sweep.json of drs sweep-labels} drawn as threshold curves on shared axes.
     """
     if not metrics_paths:
         raise UserError("no metrics given: pass --metrics EXP:STAGE=PATH for at least one stage")
@@ -148,6 +151,11 @@ def write_report(
         experiment_md += [f"### {heading}", "", markdown_table(header, cells, align)]
     selected = {e: selected_checkpoint(v) for (e, st), v in metrics.items() if st == "segmentation"}
     written.update(write_curves(histories or {}, out_dir, selected))
+    threshold_lines = []
+    if sweeps:
+        loaded = {label: load_sweep(path) for label, path in sweeps.items()}
+        written["threshold curves"] = draw_sweeps(loaded, out_dir / "threshold_curves.png")
+        threshold_lines = sweep_lines(loaded)
     if strips is not None:
         written["picture strips"] = atomic_write_bytes(out_dir / "strips.png", png_bytes(strips()))
 
@@ -176,6 +184,7 @@ def write_report(
                 if reproduction
                 else []
             ),
+            *(["## Threshold curves (drs sweep-labels)", "", *threshold_lines, ""] if threshold_lines else []),
             "## Per experiment (IoU per class, %)",
             "",
             *experiment_md,
@@ -217,6 +226,36 @@ def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
             raise UserError(f"--metrics: {experiment}:{stage} given twice")
         out[(experiment, stage)] = path
     return out
+
+
+def load_sweep(path: str | Path) -> dict:
+    """A sweep.json of ``drs sweep-labels``; a UserError naming the file when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable sweep JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sweeps"), dict):
+        raise UserError(f"{path}: not a sweep of drs sweep-labels (no 'sweeps' object)")
+    return data
+
+
+def sweep_lines(sweeps: dict[str, dict]) -> list[str]:
+    """One markdown line per method and threshold: the configured value and the best one, under each scoring."""
+    lines = []
+    for label, data in sweeps.items():
+        for name, sweep in data["sweeps"].items():
+            if not isinstance(sweep, dict) or "best" not in sweep:
+                continue
+            at = {p["value"]: p for p in sweep["points"]}.get(sweep["configured"], {})
+            parts = []
+            for scoring, best in sweep["best"].items():
+                here = (at.get(scoring) or {}).get("miou")
+                parts.append(
+                    f"{scoring} scoring {pct(here)}% at the configured {sweep['configured']:g}, "
+                    f"best {pct(best['miou'])}% at {best['value']:g}"
+                )
+            lines.append(f"- {label}, {name.replace('_', ' ')}: " + "; ".join(parts))
+    return lines
 
 
 def parse_histories(values: list[str]) -> dict[tuple[str, str], str]:
@@ -312,6 +351,7 @@ PLAN_KEYS = {
     "split": "--split",
     "published": "--published",
     "histories": "--history",
+    "sweeps": "--sweep",
 }
 
 
@@ -341,6 +381,7 @@ def parse_plan(text: str) -> dict:
     unknown = sorted(set(plan) - set(PLAN_KEYS))
     plan.setdefault("published", [])  # optional: no published figures
     plan.setdefault("histories", {})  # optional: no training curves
+    plan.setdefault("sweeps", {})  # optional: no threshold curves
     missing = [key for key in PLAN_KEYS if key not in plan]
     if unknown or missing:
         raise UserError(f"--plan: unknown key(s) {unknown}, missing key(s) {missing}; expected {', '.join(PLAN_KEYS)}")
@@ -348,8 +389,9 @@ def parse_plan(text: str) -> dict:
         if not isinstance(plan[key], dict):
             raise UserError(f"--plan: '{key}' must be an object")
     plan["published"] = check_published(plan["published"], "--plan: 'published'")
-    if not isinstance(plan["histories"], dict):
-        raise UserError("--plan: 'histories' must be an object")
+    for key in ("histories", "sweeps"):
+        if not isinstance(plan[key], dict):
+            raise UserError(f"--plan: '{key}' must be an object")
     plan["metrics"] = parse_metrics([f"{k}={v}" for k, v in plan["metrics"].items()])
     plan["histories"] = parse_histories([f"{k}={v}" for k, v in plan["histories"].items()])
     return plan

@@ -92,6 +92,13 @@ def add_arguments(p) -> None:
         help="a training history (OUT/history.csv; STAGE: classifier, refiner or segmenter) drawn as a curve; "
         "a file that does not exist (an imported model) is skipped",
     )
+    p.add_argument(
+        "--sweep",
+        nargs="*",
+        default=[],
+        metavar="METHOD=JSON",
+        help="a drs sweep-labels result drawn as threshold curves (all on the same axes)",
+    )
     p.add_argument("--out-dir", help="folder for the report files")
     p.add_argument("--summary", help="markdown summary to write")
     p.add_argument("--title", default="DRS results", help="title of the summary and the tables")
@@ -121,6 +128,7 @@ def _options_plan(args) -> dict:
         "split": args.split or "train",
         "published": check_published(_json(args.published) if args.published else [], "--published"),
         "histories": parse_histories(args.history),
+        "sweeps": dict(name_value_pairs(args.sweep, "--sweep")),
     }
 
 
@@ -143,6 +151,7 @@ def run(args) -> int:
             args.split,
             args.published,
             args.history,
+            args.sweep,
         )
         given = [option for option, value in zip(PLAN_KEYS.values(), values, strict=True) if value]
         if given:
@@ -172,6 +181,7 @@ def run(args) -> int:
         title=args.title,
         published=plan["published"],
         histories=plan["histories"],
+        sweeps=plan["sweeps"],
     )
     for path in written.values():
         print(f"wrote {path}")
