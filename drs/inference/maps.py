@@ -130,6 +130,53 @@ def combine(raw_maps: list, classes: np.ndarray, size: tuple[int, int], normaliz
     return best
 
 
+def decoded_batches(
+    voc: VOCDataset, ids: Sequence[str], settings: MapsSettings, device, workers: int = 0
+) -> DataLoader:
+    """Batches of ``settings.batch_size`` images of ``ids``, decoded and normalised by ``workers``
+    loader processes (0: this process), pinned for ``device`` when it is a GPU: (ids, classes,
+    sizes, image tensors), or a UserError for an unreadable image."""
+    return DataLoader(
+        _DecodedImages(voc, ids),
+        batch_size=settings.batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def maps_of_batches(
+    model, batches, settings: MapsSettings, device, normalize: bool = True
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield (id, classes, uint8 maps (K, H, W)) for each image of ``batches`` (those of
+    :func:`decoded_batches`), in order: 255 stands for score 1, or for :data:`REFINED_SCORE_SCALE`
+    without ``normalize`` (refined maps)."""
+    scale = 1.0 if normalize else REFINED_SCORE_SCALE
+
+    def finish(raw, classes, size) -> np.ndarray:
+        if classes.size == 0:
+            return np.zeros((0, *size), dtype=np.uint8)
+        with torch.inference_mode():
+            maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
+            return (maps * 255).round_().to(torch.uint8).cpu().numpy()
+
+    # combine() (upsampling every output to the image's size) runs here, not on other threads:
+    # a torch op called from another thread may run on fewer threads, and CPU bilinear
+    # upsampling on one thread gives other last bits than on several.
+    for batch in batches:
+        if isinstance(batch, UserError):
+            raise batch
+        chunk, labels, sizes, tensors = batch
+        with torch.inference_mode():
+            per_image = forward_scales(model, tensors, settings.scales, settings.flip, device)
+        results = (finish(*item) for item in zip(per_image, labels, sizes))
+        yield from zip(chunk, labels, results)
+        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
+        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.util.memory).
+        del batch, tensors, per_image, results
+        release_free_memory()
+
+
 def localization_maps(
     model,
     voc: VOCDataset,
@@ -143,37 +190,8 @@ def localization_maps(
     for :data:`REFINED_SCORE_SCALE` without ``normalize`` (refined maps). ``workers`` loader
     processes decode and normalise the images (0: this process); the result is the same.
     ``settings``: the scales, flip and batch size (the config's ``maps`` section)."""
-    loader = DataLoader(
-        _DecodedImages(voc, ids),
-        batch_size=settings.batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-    )
-    scale = 1.0 if normalize else REFINED_SCORE_SCALE
-
-    def finish(raw, classes, size) -> np.ndarray:
-        if classes.size == 0:
-            return np.zeros((0, *size), dtype=np.uint8)
-        with torch.inference_mode():
-            maps = combine(raw, classes, size, normalize).div_(scale).clamp_(0, 1)
-            return (maps * 255).round_().to(torch.uint8).cpu().numpy()
-
-    # combine() (upsampling every output to the image's size) runs here, not on other threads:
-    # a torch op called from another thread may run on fewer threads, and CPU bilinear
-    # upsampling on one thread gives other last bits than on several.
-    for batch in loader:
-        if isinstance(batch, UserError):
-            raise batch
-        chunk, labels, sizes, tensors = batch
-        with torch.inference_mode():
-            per_image = forward_scales(model, tensors, settings.scales, settings.flip, device)
-        results = (finish(*item) for item in zip(per_image, labels, sizes))
-        yield from zip(chunk, labels, results)
-        # This batch's buffers are free now; without a trim the heap, fragmented by the store's
-        # small long-lived HDF5 blocks, keeps their pages and grows with every image (drs.util.memory).
-        del batch, tensors, per_image, results
-        release_free_memory()
+    batches = decoded_batches(voc, ids, settings, device, workers)
+    return maps_of_batches(model, batches, settings, device, normalize)
 
 
 def write_store(

@@ -48,9 +48,20 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path, device=None, scales: Sequence[float] = (1.0,), flip: bool = False):
+        model, record = load_segmenter(checkpoint)
+        self._use(model, record, device, scales, flip)
+
+    @classmethod
+    def of_model(cls, model, record: dict, device=None, scales: Sequence[float] = (1.0,), flip: bool = False):
+        """A predictor of a network in memory (in eval mode) and its record (``class_names``...)."""
+        predictor = cls.__new__(cls)
+        predictor._use(model.eval(), record, device, scales, flip)
+        return predictor
+
+    def _use(self, model, record: dict, device, scales: Sequence[float], flip: bool) -> None:
         if not scales or any(s <= 0 for s in scales):
             raise UserError(f"scales {list(scales)}: expected one or more positive factors")
-        self.model, self.record = load_segmenter(checkpoint)
+        self.model, self.record = model, record
         self.device = torch.device(device) if device is not None else pick_device()
         self.model.to(self.device)
         self.scales = tuple(float(s) for s in scales)

@@ -1,4 +1,4 @@
-"""The device a stage runs on (CUDA when present, else the CPU), and the seeds of a run."""
+"""The device a stage runs on (CUDA when present, else the CPU), its mixed-precision dtype, and the seeds of a run."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ def describe_device(device: torch.device) -> str:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
         return f"cuda:{index} ({torch.cuda.get_device_name(index)}; CUDA_VISIBLE_DEVICES={visible})"
     return f"cpu ({torch.get_num_threads()} threads; no CUDA device found)"
+
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+
+
+def amp_dtype(device: torch.device, choice: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of mixed precision on ``device``, None for none: on CUDA, ``auto`` is
+    bfloat16 where the GPU supports it (no loss scaling, so no GradScaler and none of its per-step
+    inf check), else float16 (which needs a GradScaler); on the CPU always None (fp32)."""
+    if choice not in AMP_CHOICES:
+        raise ValueError(f"amp {choice!r}: expected one of {AMP_CHOICES}")
+    if device.type != "cuda" or choice == "off":
+        return None
+    if choice == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if choice == "bf16" else torch.float16
 
 
 def seed_everything(seed: int) -> None:

@@ -4,7 +4,9 @@
   with ``--pipeline-only`` everything but the network, 1 core against all cores;
 - ``loaders``: each trainer's data pipeline, images/s by loader workers;
 - ``labels`` and ``pseudo-labels``: pseudo-label generation and scoring, 1 worker against all cores;
-- ``crf``: the dense CRF at VOC size, 1 process against a pool of all cores.
+- ``crf``: the dense CRF at VOC size, 1 process against a pool of all cores;
+- ``gpu``: every GPU stage at the reference's sizes (img/s, peak memory, input-bound or not) and the
+  projected GPU-hours of the full VOC run (:mod:`drs.bench.gpu`; ``--tiny`` runs on a CPU).
 
 Results print as text and, with ``--out``, as JSON with the machine they were measured on. Without
 ``--dataset`` a benchmark makes its own VOC-sized synthetic set (cached under ``--cache``).
@@ -17,6 +19,9 @@ import json
 from pathlib import Path
 
 from drs.bench.crf import bench_crf, format_crf_result
+from drs.bench.gpu import STAGES as GPU_STAGES
+from drs.bench.gpu import VOC_CONFIG as GPU_CONFIG
+from drs.bench.gpu import bench_gpu, format_markdown
 from drs.bench.labels import bench_labels, bench_pseudo_labels, format_pseudo_labels_result
 from drs.bench.loaders import bench_loaders
 from drs.bench.maps import bench_maps, format_result
@@ -25,7 +30,7 @@ from drs.bench.pipeline import bench_pipeline, memory_pipeline
 from drs.bench.voc_set import synthetic_store, voc_sized_set
 from drs.config.settings import MapsSettings
 from drs.errors import UserError
-from drs.util.argtypes import positive_int
+from drs.util.argtypes import non_negative_int, positive_int
 from drs.util.files import atomic_write_text
 
 MAPS = MapsSettings()  # the maps section's defaults (the schema's)
@@ -95,6 +100,35 @@ def add_arguments(p) -> None:
     c.add_argument("--workers", type=int, help="pool size (default: every usable core)")
     c.add_argument("--out", help="also write the result as JSON")
     c.set_defaults(bench=_run_crf)
+    g = what.add_parser(
+        "gpu", help="every GPU stage at VOC size: img/s, peak memory, input- or GPU-bound; projected GPU-hours"
+    )
+    g.add_argument(
+        "--stages",
+        nargs="+",
+        type=_gpu_stage,
+        default=list(GPU_STAGES),
+        metavar="STAGE",
+        help=f"stages to run (default all): {', '.join(GPU_STAGES)}",
+    )
+    g.add_argument("--steps", type=positive_int, help="timed steps per stage (default 15; --tiny 2)")
+    g.add_argument("--warmup", type=non_negative_int, help="untimed steps first (default min(3, steps); --tiny 1)")
+    g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where there is one")
+    g.add_argument(
+        "--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="CUDA only; auto: bf16 where supported"
+    )
+    g.add_argument("--tiny", action="store_true", help="tiny widths, sizes and steps: a CPU smoke run (under a minute)")
+    g.add_argument("--config", default=str(GPU_CONFIG), help="the VOC config whose settings are measured")
+    g.add_argument("--cache", default="results/bench", help="folder the synthetic set is kept in")
+    g.add_argument("--out", help="also write the result as JSON")
+    g.add_argument("--markdown", help="write the table here instead of printing it")
+    g.set_defaults(bench=_run_gpu)
+
+
+def _gpu_stage(name: str) -> str:
+    if name not in GPU_STAGES:
+        raise argparse.ArgumentTypeError(f"unknown stage {name!r}; expected one of: {', '.join(GPU_STAGES)}")
+    return name
 
 
 def _voc_set_arguments(p) -> None:
@@ -230,6 +264,18 @@ def _run_pseudo_labels(args) -> int:
 def _run_crf(args) -> int:
     result = bench_crf(args.images, args.height, args.width, args.classes, args.workers)
     print(format_crf_result(result))
+    _write_json(args.out, result)
+    return 0
+
+
+def _run_gpu(args) -> int:
+    result = bench_gpu(args.stages, args.steps, args.warmup, args.device, args.amp, args.tiny, args.cache, args.config)
+    table = format_markdown(result)
+    if args.markdown:
+        atomic_write_text(args.markdown, table)
+        print(f"wrote {args.markdown}")
+    else:
+        print(table, end="")
     _write_json(args.out, result)
     return 0
 

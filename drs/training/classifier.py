@@ -42,6 +42,20 @@ def build_classifier(num_classes: int, settings: NetworkSettings, drs: str, delt
     return model
 
 
+def classifier_optimizer(model, settings: ClassifierSettings) -> torch.optim.SGD:
+    """SGD (Nesterov) over the paper's parameter groups."""
+    groups = model.parameter_groups(settings.lr)
+    return torch.optim.SGD(
+        groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, nesterov=True
+    )
+
+
+def classifier_loss(model, batch, device):
+    """One batch's multi-label soft-margin loss (the training loop's ``step_loss``)."""
+    images, targets = (t.to(device, non_blocking=True) for t in batch)
+    return F.multilabel_soft_margin_loss(model(images), targets)
+
+
 def train_classifier(
     dataset: str | Path,
     split: str,
@@ -54,16 +68,6 @@ def train_classifier(
 ) -> Path:
     voc = VOCDataset(dataset, split)
     data = ClassificationSet(voc, classification_transform(settings.input_size, settings.crop_size))
-
-    def optimizer(model):
-        groups = model.parameter_groups(settings.lr)
-        return torch.optim.SGD(
-            groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, nesterov=True
-        )
-
-    def step_loss(model, batch, device):
-        images, targets = (t.to(device, non_blocking=True) for t in batch)
-        return F.multilabel_soft_margin_loss(model(images), targets)
 
     record = {
         "drs": drs,
@@ -81,8 +85,8 @@ def train_classifier(
         out_dir,
         data,
         lambda: build_classifier(voc.num_classes, settings, drs, delta),
-        optimizer,
-        step_loss,
+        lambda net: classifier_optimizer(net, settings),
+        classifier_loss,
         record,
         stop_after_steps=stop_after_steps,
         nproc_invariant=nproc_invariant,

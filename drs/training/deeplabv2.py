@@ -141,6 +141,18 @@ def poly_every(settings: DeepLabV2Settings, loader_batches: int):
     return loop, {"lr_at_step": factor}
 
 
+def deeplabv2_optimizer(model, settings: DeepLabV2Settings) -> torch.optim.SGD:
+    """SGD over the reference's groups (backbone lr; ASPP weights 10x, biases 20x without decay)."""
+    groups = model.parameter_groups(settings.lr, settings.weight_decay)
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum)
+
+
+def deeplabv2_loss(model, batch, device):
+    """One batch's :func:`multi_output_loss` (the training loop's ``step_loss``)."""
+    images, targets, present = (t.to(device, non_blocking=True) for t in batch)
+    return multi_output_loss(model(images), targets, present)
+
+
 def train_deeplabv2(
     dataset: str | Path,
     split: str,
@@ -153,14 +165,6 @@ def train_deeplabv2(
     """Train on ``labels`` (a folder of label PNGs; None: the dataset's ground-truth masks)."""
     voc = VOCDataset(dataset, split)
     data = DeepLabV2Set(voc, labels, settings)
-
-    def optimizer(model):
-        groups = model.parameter_groups(settings.lr, settings.weight_decay)
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum)
-
-    def step_loss(model, batch, device):
-        images, targets, present = (t.to(device, non_blocking=True) for t in batch)
-        return multi_output_loss(model(images), targets, present)
 
     supervision = "full" if labels is None else "image"
     record = {
@@ -182,8 +186,8 @@ def train_deeplabv2(
         out_dir,
         data,
         lambda: build_deeplabv2(len(voc.class_names), settings),
-        optimizer,
-        step_loss,
+        lambda net: deeplabv2_optimizer(net, settings),
+        deeplabv2_loss,
         record,
         schedule=poly_every,
         stop_after_steps=stop_after_steps,

@@ -43,6 +43,23 @@ def refined_maps(model, images):
     return F.interpolate(model.class_maps(images), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def build_refiner(num_classes: int, settings: RefinerSettings):
+    """The classifier's network without DRS, its new layers initialised as ``settings.new_layer_init``."""
+    net = build_classifier(num_classes, settings, drs="none", delta=None)
+    init_new_layers(net, settings.new_layer_init)
+    return net
+
+
+def refiner_optimizer(model, settings: RefinerSettings) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=settings.lr)
+
+
+def refiner_loss(model, batch, device):
+    """One batch's mean-squared error against the targets (the training loop's ``step_loss``)."""
+    images, targets = (t.to(device, non_blocking=True) for t in batch)
+    return F.mse_loss(refined_maps(model, images).float(), targets)
+
+
 def train_refiner(
     dataset: str | Path,
     split: str,
@@ -54,15 +71,6 @@ def train_refiner(
 ) -> Path:
     voc = VOCDataset(dataset, split)
     data = RefineSet(voc, store, settings.input_size, settings.crop_size, settings.random_crop)
-
-    def model():
-        net = build_classifier(voc.num_classes, settings, drs="none", delta=None)  # the same network, no DRS
-        init_new_layers(net, settings.new_layer_init)
-        return net
-
-    def step_loss(model, batch, device):
-        images, targets = (t.to(device, non_blocking=True) for t in batch)
-        return F.mse_loss(refined_maps(model, images).float(), targets)
 
     record = {
         "class_names": list(voc.class_names),
@@ -78,9 +86,9 @@ def train_refiner(
         settings,
         out_dir,
         data,
-        model,
-        lambda net: torch.optim.Adam(net.parameters(), lr=settings.lr),
-        step_loss,
+        lambda: build_refiner(voc.num_classes, settings),
+        lambda net: refiner_optimizer(net, settings),
+        refiner_loss,
         record,
         stop_after_steps=stop_after_steps,
         nproc_invariant=nproc_invariant,

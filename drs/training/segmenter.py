@@ -49,6 +49,20 @@ def build_segmenter(num_classes: int, settings: SegmenterSettings):
     return model
 
 
+def segmenter_optimizer(model, settings: SegmenterSettings) -> torch.optim.SGD:
+    """SGD with the backbone at ``lr`` and the head at 10 ``lr``."""
+    groups = model.parameter_groups(settings.lr)
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+
+
+def segmenter_loss(model, batch, device):
+    """One batch's cross-entropy (255 ignored) as a sum and a pixel count: under torchrun the loop
+    divides by the count over all processes, so each labelled pixel weighs the same as in one process."""
+    images, targets = (t.to(device, non_blocking=True) for t in batch)
+    loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE, reduction="sum")
+    return loss, (targets != IGNORE).sum()
+
+
 def train_segmenter(
     dataset: str | Path,
     split: str,
@@ -61,17 +75,6 @@ def train_segmenter(
     """Train on ``labels`` (a folder of label PNGs; None: the dataset's ground-truth masks)."""
     voc = VOCDataset(dataset, split)
     data = SegmentationSet(voc, labels, settings)
-
-    def optimizer(model):
-        groups = model.parameter_groups(settings.lr)
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-
-    def step_loss(model, batch, device):
-        images, targets = (t.to(device, non_blocking=True) for t in batch)
-        # a sum and a pixel count: under torchrun the loop divides by the count over all processes,
-        # so each labelled pixel weighs the same as in one process
-        loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE, reduction="sum")
-        return loss, (targets != IGNORE).sum()
 
     supervision = "full" if labels is None else "image"
     record = {
@@ -98,8 +101,8 @@ def train_segmenter(
         out_dir,
         data,
         lambda: build_segmenter(len(voc.class_names), settings),
-        optimizer,
-        step_loss,
+        lambda net: segmenter_optimizer(net, settings),
+        segmenter_loss,
         record,
         schedule=poly_schedule,
         after_step=best,
