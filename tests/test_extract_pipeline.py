@@ -4,6 +4,8 @@ creation time), against the in-process path and against the original per-image l
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -249,3 +251,14 @@ def test_images_are_resized_on_the_device_not_before(monkeypatch):
     )
     assert seen == ["meta", "meta"]
     assert out == ["meta", "meta"]
+
+
+def test_bench_maps_with_a_model_runs_the_real_extraction(dataset, checkpoint, tmp_path):
+    """`drs bench maps --model`: the extraction through drs.inference.maps.extract_maps with the
+    given scales, flip and batch size, against the bare forward pass."""
+    from drs.bench.maps import bench_maps
+
+    result = bench_maps(checkpoint, dataset, "train", scales=SCALES, flip=FLIP, images=4, batch_size=BATCH, repeats=1)
+    assert result["images"] == 4 and result["scales"] == SCALES and result["flip"] is FLIP
+    assert result["batch_size"] == BATCH and result["extract_images_per_s"] > 0 and result["store_bytes_per_image"] > 0
+    json.dumps(result)  # what --out writes

@@ -90,7 +90,8 @@ def bench_maps(
         for r in range(repeats):
             store = Path(tmp) / f"bench{r}.h5"
             start = time.perf_counter()
-            extract_maps(checkpoint, dataset, split, store, scales, flip, batch_size, limit=len(ids))
+            settings = MapsSettings(scales=list(scales), flip=flip, batch_size=batch_size)
+            extract_maps(checkpoint, dataset, split, store, settings, limit=len(ids))
             extract_times.append(time.perf_counter() - start)
         file_bytes = store.stat().st_size
         reads = []
