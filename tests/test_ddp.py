@@ -77,7 +77,7 @@ class ToySet(torch.utils.data.Dataset):
         return (self.images[i].flip(-1), self.masks[i].flip(-1)) if flip else (self.images[i], self.masks[i])
 
 
-def toy_fit(out, **options):
+def toy_fit(out, accumulation=1, **options):
     from drs.config.settings import LoopSettings
     from drs.training.loop import fit
 
@@ -92,7 +92,8 @@ def toy_fit(out, **options):
         images, masks = batch
         return F.cross_entropy(model(images), masks, ignore_index=255, reduction="sum"), (masks != 255).sum()
 
-    return fit(model, optimizer, loader, step_loss, LoopSettings(epochs=2, seed=0), out, **options)
+    settings = LoopSettings(epochs=2, seed=0, accumulation=accumulation)
+    return fit(model, optimizer, loader, step_loss, settings, out, **options)
 """
 
 # Run by torchrun (one start-up for several runs): (a) CAM; (b) DRS, two epochs, then its maps
@@ -117,6 +118,7 @@ try:
 except KeyboardInterrupt:
     print(f"rank {distributed.rank()} interrupted", flush=True)
 toy_fit(out + "/toy")
+toy_fit(out + "/toy_accumulated", accumulation=2)  # gradients all-reduced once a step (no_sync before)
 distributed.cleanup()
 """
 )
@@ -205,6 +207,10 @@ def test_masked_loss_as_sum_and_count_matches_one_process(ddp_runs, tmp_path):
     model = namespace["toy_fit"](tmp_path, nproc_invariant=True)
     diff = max_abs_diff(model.state_dict(), state(out / "toy" / "last.pt"))
     print(f"max abs diff, masked loss, 2 processes vs 1 after two epochs: {diff:.2e}")
+    assert diff <= ATOL
+    accumulated = namespace["toy_fit"](tmp_path / "accumulated", accumulation=2, nproc_invariant=True)
+    diff = max_abs_diff(accumulated.state_dict(), state(out / "toy_accumulated" / "last.pt"))
+    print(f"max abs diff, 2 accumulation steps, 2 processes vs 1: {diff:.2e}")
     assert diff <= ATOL
 
 

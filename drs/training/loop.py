@@ -19,6 +19,7 @@ with the same global batch give the same model, up to floating-point rounding.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from drs.config.settings import LoopSettings
 from drs.runtime import distributed as ddp
-from drs.runtime.device import describe_device, pick_device, seed_everything
+from drs.runtime.device import amp_dtype, describe_device, pick_device, seed_everything
 from drs.store.model_files import LAST_CHECKPOINT, atomic_save, read_epoch_checkpoint
 from drs.training import history as run_history
 from drs.training.resume import resume_mismatch
@@ -114,8 +115,10 @@ def fit(
         where += f", {world} processes (DistributedDataParallel, {ddp.backend()})"
     log.info("%s on %s", name, where)
     model.to(device)
-    use_amp = settings.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # mixed precision on CUDA: bfloat16 where the GPU has it (no loss scaling), else float16 with a
+    # GradScaler (drs.runtime.device.amp_dtype); fp32 on the CPU
+    amp = amp_dtype(device) if settings.amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
 
@@ -180,7 +183,7 @@ def fit(
             device=device,
             extra_state=extra_state,
             stop_after_steps=stop_after_steps,
-            use_amp=use_amp,
+            amp=amp,
             history=history,
         )
     finally:
@@ -209,7 +212,7 @@ def _epochs(
     device,
     extra_state,
     stop_after_steps,
-    use_amp,
+    amp,
     history,
 ) -> None:
     """fit's epochs from ``start_epoch`` on (``forward``: the DistributedDataParallel module or None).
@@ -256,13 +259,16 @@ def _epochs(
             optimizer.zero_grad(set_to_none=True)
             reported = torch.zeros((), device=device)
             images = 0
-            for _ in range(accumulation):
+            for part_index in range(accumulation):
                 batch = next(batches)
-                with torch.autocast(device.type, enabled=use_amp):
-                    out = step_loss(model, batch, device) if forward is None else forward(batch)
-                # every process sees the global batch's mean loss: all log it, and stop on it together
-                loss, part = _batch_loss(out, distributed=forward is not None)
-                scaler.scale(loss if accumulation == 1 else loss / accumulation).backward()
+                # under DistributedDataParallel, gradients are all-reduced once a step: at its last batch
+                sync = forward is None or part_index == accumulation - 1
+                with contextlib.nullcontext() if sync else forward.no_sync():
+                    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        out = step_loss(model, batch, device) if forward is None else forward(batch)
+                    # every process sees the global batch's mean loss: all log it, and stop on it together
+                    loss, part = _batch_loss(out, distributed=forward is not None)
+                    scaler.scale(loss if accumulation == 1 else loss / accumulation).backward()
                 reported = reported + part.detach().float() / accumulation
                 images += len(batch[0]) * world if isinstance(batch, (list, tuple)) else 0
             scaler.step(optimizer)
