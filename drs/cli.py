@@ -68,7 +68,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pixel agreement and mIoU of one folder of label PNGs against another",
     ),
     "report": ("drs.stages.report", "tables, a per-class chart, picture strips and a markdown summary of a run"),
-    "bench": ("drs.stages.bench", "benchmarks (map extraction, the map store, loaders, pseudo labels, CRF, the GPU check)"),
+    "bench": (
+        "drs.stages.bench",
+        "benchmarks (map extraction, the map store, loaders, pseudo labels, CRF, the GPU check)",
+    ),
 }
 
 
