@@ -49,20 +49,27 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 # -- drawing ---------------------------------------------------------------------------------------
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random colour field with fine grain."""
+def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a side (square) or of a (height, width) pair."""
+    return (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+
+
+def _background(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
+    """A smooth random colour field with fine grain (``size``: a side, or (height, width))."""
+    h, w = _shape(size)
     coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
-    # = transform.resize(coarse, (size, size, 3), order=3, mode="reflect", anti_aliasing=False), bit for bit
-    field_ = upscale_cubic(coarse, (size, size))
+    # = transform.resize(coarse, (h, w, 3), order=3, mode="reflect", anti_aliasing=False), bit for bit
+    field_ = upscale_cubic(coarse, (h, w))
     field_ = 0.6 * field_ + 0.4 * field_.mean(axis=2, keepdims=True)  # muted colours
-    return field_ + rng.normal(0, 6, size=(size, size, 3)).astype(np.float32)
+    return field_ + rng.normal(0, 6, size=(h, w, 3)).astype(np.float32)
 
 
-def _random_shape(rng: np.random.Generator, size: int, scale: tuple[float, float]) -> np.ndarray:
-    """A boolean mask of a random ellipse, rectangle or triangle."""
-    mask = np.zeros((size, size), dtype=bool)
-    r = rng.uniform(*scale) * size / 2
-    cy, cx = rng.uniform(0, size, 2)
+def _random_shape(rng: np.random.Generator, size: int | tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
+    """A boolean mask of a random ellipse, rectangle or triangle (its radius scaled to the shorter side)."""
+    h, w = _shape(size)
+    mask = np.zeros((h, w), dtype=bool)
+    r = rng.uniform(*scale) * min(h, w) / 2
+    cy, cx = rng.uniform(0, (h, w)) if h != w else rng.uniform(0, h, 2)
     kind = rng.integers(3)
     if kind == 0:
         rr, cc = draw.ellipse(cy, cx, r, r * rng.uniform(0.3, 1.0), shape=mask.shape, rotation=rng.uniform(0, np.pi))
@@ -89,7 +96,7 @@ class _Object:
 
 
 def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Object:
-    size = spec.image_size
+    h, w = spec.shape
     length = rng.uniform(*spec.object_size)
     a = length / 2
     b = length * rng.uniform(0.28, 0.4)
@@ -97,38 +104,41 @@ def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Objec
     d = max(3.0, spec.part_size * length)
     # keep the whole object (body and head) inside the image
     margin = a + d / 2
-    lo, hi = min(margin, size / 2), max(size - margin, size / 2)
-    cy, cx = rng.uniform(lo, hi, 2)
-    body = np.zeros((size, size), dtype=bool)
+    if h == w:
+        lo, hi = min(margin, h / 2), max(h - margin, h / 2)
+        cy, cx = rng.uniform(lo, hi, 2)
+    else:
+        cy, cx = (rng.uniform(min(margin, n / 2), max(n - margin, n / 2)) for n in (h, w))
+    body = np.zeros((h, w), dtype=bool)
     rr, cc = draw.ellipse(cy, cx, b, a, shape=body.shape, rotation=theta)
     body[rr, cc] = True
     # the part sits on the end of the major axis, half outside the body like a head
     # (skimage's ellipse rotation runs the major axis along (-sin, cos) in (row, col))
     hy, hx = cy - (a - d / 4) * np.sin(theta), cx + (a - d / 4) * np.cos(theta)
-    part = np.zeros((size, size), dtype=bool)
+    part = np.zeros((h, w), dtype=bool)
     rr, cc = draw.disk((hy, hx), d / 2, shape=part.shape)
     part[rr, cc] = True
     return _Object(cls, body & ~part, part)
 
 
 def _paint_object(rng: np.random.Generator, spec: SynthSpec, image: np.ndarray, obj: _Object) -> None:
-    size = spec.image_size
+    h, w = spec.shape
     # body: a brownish-grey family shared by all classes, drifted towards a class tint
     base = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.75))
     tint = _hsv(class_hue(obj.cls, spec.num_classes), 1.0, 1.0) - 127.5
     tint /= np.linalg.norm(tint) + 1e-6
     colour = base + spec.body_class_signal * 90.0 * tint
-    # = transform.resize(..., (size, size), order=1, mode="reflect"), bit for bit
-    shade = upscale_linear(rng.normal(1.0, 0.12, (6, 6)), (size, size))
+    # = transform.resize(..., (h, w), order=1, mode="reflect"), bit for bit
+    shade = upscale_linear(rng.normal(1.0, 0.12, (6, 6)), (h, w))
     # the noise is drawn for the whole image (the random stream stays as it was), used on the body
-    image[obj.body] = colour[None, :] * shade[obj.body][:, None] + rng.normal(0, 5, (size, size, 3))[obj.body]
+    image[obj.body] = colour[None, :] * shade[obj.body][:, None] + rng.normal(0, 5, (h, w, 3))[obj.body]
     # part: class-specific hue and stripe angle, strong contrast
     hue = class_hue(obj.cls, spec.num_classes)
     light, dark = _hsv(hue, 0.9, 0.95), _hsv(hue, 0.9, 0.35)
     diameter = max(3.0, spec.part_size * np.mean(spec.object_size))
     angle = np.pi * (obj.cls - 1) / spec.num_classes
     stripes = _stripes(obj.part, angle, max(1.5, diameter / 5))
-    image[obj.part] = np.where(stripes[:, None], light, dark) + rng.normal(0, 5, (size, size, 3))[obj.part]
+    image[obj.part] = np.where(stripes[:, None], light, dark) + rng.normal(0, 5, (h, w, 3))[obj.part]
 
 
 def _jitter_outline(mask: np.ndarray, jitter: int) -> np.ndarray:
@@ -174,8 +184,8 @@ def _saliency(
 ) -> np.ndarray:
     """An imperfect detector's output: 8-bit grey, 255 = salient."""
     s = spec.saliency
-    size = spec.image_size
-    sal = np.zeros((size, size), dtype=np.float32)
+    h, w = spec.shape
+    sal = np.zeros((h, w), dtype=np.float32)
     for mask in visible:
         m = mask.copy()
         jitter = int(rng.integers(-s.boundary_jitter, s.boundary_jitter + 1)) if s.boundary_jitter else 0
@@ -189,7 +199,7 @@ def _saliency(
                 angle = rng.uniform(0, 2 * np.pi)
                 proj = ys * np.sin(angle) + xs * np.cos(angle)
                 cut = np.quantile(proj, rng.uniform(0.4, 0.7))
-                yy, xx = np.mgrid[0:size, 0:size]
+                yy, xx = np.mgrid[0:h, 0:w]
                 m &= (yy * np.sin(angle) + xx * np.cos(angle)) <= cut
                 confidence = rng.uniform(0.6, 0.9)
         sal = np.maximum(sal, m.astype(np.float32) * confidence)
@@ -204,7 +214,7 @@ def _saliency(
 def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, np.ndarray]:
     """One sample: image (HxWx3 uint8), mask and part (HxW uint8 class indices), saliency (HxW uint8)."""
     rng = np.random.default_rng([spec.seed, split_index, index])
-    size = spec.image_size
+    size = spec.shape
     image = _background(rng, size)
     clutter = []
     for _ in range(spec.clutter):
@@ -213,9 +223,9 @@ def generate_image(spec: SynthSpec, split_index: int, index: int) -> dict[str, n
         image[shape] = colour + rng.normal(0, 6, (int(shape.sum()), 3))
         clutter.append(shape)
 
-    mask = np.zeros((size, size), dtype=np.uint8)
-    part = np.zeros((size, size), dtype=np.uint8)
-    owner = np.full((size, size), -1, dtype=np.int32)
+    mask = np.zeros(size, dtype=np.uint8)
+    part = np.zeros(size, dtype=np.uint8)
+    owner = np.full(size, -1, dtype=np.int32)
     placed: list[_Object] = []
     count = int(rng.integers(spec.objects_per_image[0], spec.objects_per_image[1] + 1))
     for _ in range(count):
@@ -286,7 +296,9 @@ def generate(out: str | Path, spec: SynthSpec, workers: int | None = None) -> Pa
         trainval = [image_id(s, i) for s in SPLITS for i in range(counts[s])]
         (staging / SPLIT_DIR / "trainval.txt").write_text("\n".join(trainval) + "\n")
         (staging / CLASS_NAMES_FILE).write_text("\n".join(spec.class_names()) + "\n")
-        meta = {"generator": "drs synth", "version": __version__, "spec": asdict(spec)}
+        # width / height only when set: a square set's record stays as it was before they existed
+        record = {k: v for k, v in asdict(spec).items() if v is not None or k not in ("width", "height")}
+        meta = {"generator": "drs synth", "version": __version__, "spec": record}
         (staging / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     elapsed = time.perf_counter() - start
     log.info("wrote %d images to %s in %.1f s (%d workers)", len(jobs), out, elapsed, workers)

@@ -57,6 +57,14 @@ class SynthSpec:
     body_class_signal: float = 0.5
     clutter: int = 6
     saliency: SaliencySpec = field(default_factory=SaliencySpec)
+    # non-square images (e.g. VOC's 500 x 375): each side, when set, replaces image_size for that axis
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the images, in pixels."""
+        return (self.height or self.image_size, self.width or self.image_size)
 
     @classmethod
     def from_dict(cls, values: dict) -> SynthSpec:
@@ -80,12 +88,15 @@ class SynthSpec:
         lo, hi = self.objects_per_image
         if not 1 <= lo <= hi:
             raise UserError(f"config key 'synthetic.objects_per_image': need 1 <= min <= max, got {[lo, hi]}")
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            if value is not None and not 32 <= value <= 1024:
+                raise UserError(f"config key 'synthetic.{key}': need 32..1024 pixels, got {value}")
         lo, hi = self.object_size
-        if not 8 <= lo <= hi <= self.image_size:
-            raise UserError(
-                f"config key 'synthetic.object_size': need 8 <= min <= max <= image_size ({self.image_size}), got "
-                f"{[lo, hi]}"
-            )
+        side = min(self.shape)
+        if not 8 <= lo <= hi <= side:
+            what = f"image_size ({self.image_size})" if side == self.image_size else f"the shorter side ({side})"
+            raise UserError(f"config key 'synthetic.object_size': need 8 <= min <= max <= {what}, got {[lo, hi]}")
         if not 1 <= self.num_classes <= 20:
             raise UserError(f"config key 'synthetic.num_classes': need 1..20, got {self.num_classes}")
         if self.part_size * self.object_size[0] < 3:
