@@ -1,0 +1,67 @@
+"""config/rehearsal.yaml, the full-size rehearsal (docs/benchmarks.md: "Full-size rehearsal on the
+CPU"): it plans every stage, both segmenter architectures included, with the real networks at the
+real sizes."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from helpers import REPO, snakemake
+
+REHEARSAL = REPO / "config" / "rehearsal.yaml"
+# the targets its header comment says to run
+TARGETS = ("all", "deeplabv2", "ablation")
+
+
+def test_header_names_the_targets():
+    header = REHEARSAL.read_text().split("\ndataset:")[0]
+    assert f"--configfile config/rehearsal.yaml {' '.join(TARGETS)}" in header
+    assert "pretrained: none" in header
+
+
+def test_settings_are_full_size():
+    config = yaml.safe_load(REHEARSAL.read_text())
+    synth = config["synthetic"]
+    assert (synth["width"], synth["height"]) == (500, 375) and synth["num_classes"] == 20
+    for section in ("classifier", "refiner"):
+        c = config[section]
+        assert (c["width"], c["stages"], c["batch_norm"], c["crop_size"]) == (1.0, 5, False, 320), section
+        assert c["pretrained"] == "none"
+    assert config["classifier"]["input_size"] == 384
+    assert config["maps"]["scales"] == [256, 320, 384]
+    seg, v2 = config["segmenter"], config["deeplabv2"]
+    assert (seg["backbone"], seg["width"], seg["output_stride"], seg["crop_size"]) == ("resnet101", 1.0, 16, 513)
+    assert (v2["backbone"], v2["width"], v2["crop_size"]) == ("resnet101", 1.0, 321)
+    assert seg["pretrained"] == v2["pretrained"] == "none"
+    assert config["evaluation"]["crf"] is True
+
+
+def test_rehearsal_plans_every_stage(workdir):
+    run = snakemake(workdir, "-n", "-p", *TARGETS, "--configfile", str(REHEARSAL))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.MULTILINE)}
+    expected = {
+        "synthesize_dataset": 1,
+        "check_dataset": 1,
+        "train_classifier": 1,
+        "extract_maps": 1,
+        "eval_maps": 1,
+        "train_refiner": 1,
+        "extract_refined_maps": 1,
+        "pseudo_labels": 1,
+        "score_labels": 1,
+        "train_segmenter": 2,
+        "evaluate": 2,
+        "summary": 1,
+        "deeplabv2_summary": 1,
+        "ablation_summary": 1,
+    }
+    assert {rule: counts.get(rule) for rule in expected} == expected
+    # both architectures: DeepLabV3+ for drs, DeepLab-V2 on drs's pseudo labels
+    assert "--architecture deeplabv3plus" in out and "--architecture deeplabv2" in out
+    assert "results/drs_deeplabv2/segmenter/model.pt" in out
+    # no download: every network starts from random weights
+    assert "download_weights" not in counts and "download_voc2012" not in counts
