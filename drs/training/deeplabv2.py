@@ -24,13 +24,12 @@ import torch.nn.functional as F
 
 from drs.config.settings import DeepLabV2Settings
 from drs.data.datasets import DeepLabV2Set
-from drs.data.fingerprint import split_fingerprint
 from drs.data.voc import IGNORE, VOCDataset
 from drs.errors import UserError
 from drs.models.deeplab import _cached_weights
 from drs.models.deeplabv2 import DeepLabV2MSC, deeplabv2, reference_state, torchvision_resnet_state
 from drs.training.scaffold import train
-from drs.training.segmenter import GROUND_TRUTH
+from drs.training.segmenter import labels_record
 
 log = logging.getLogger("drs.deeplabv2")
 
@@ -166,19 +165,8 @@ def train_deeplabv2(
     voc = VOCDataset(dataset, split)
     data = DeepLabV2Set(voc, labels, settings)
 
-    supervision = "full" if labels is None else "image"
-    record = {
-        "class_names": list(voc.class_names),
-        "dataset": str(dataset),
-        "split": split,
-        "labels": GROUND_TRUTH if labels is None else str(labels),
-        "supervision": supervision,
-        "data_fingerprint": (
-            split_fingerprint(voc, ("images", "masks"))
-            if labels is None
-            else split_fingerprint(voc, ("images", "labels"), label_dir=labels)
-        ).as_dict(),
-    }
+    record = labels_record(voc, dataset, labels)
+    supervision = record["supervision"]
     return train(
         "segmenter",
         f"deeplabv2[{supervision}]",

@@ -63,6 +63,24 @@ def segmenter_loss(model, batch, device):
     return loss, (targets != IGNORE).sum()
 
 
+def labels_record(voc: VOCDataset, dataset: str | Path, labels: str | Path | None) -> dict:
+    """What a segmenter's ``model.pt`` records of its training data (both architectures): classes,
+    split, labels (a folder, or ground truth), supervision and the data's fingerprint."""
+    return {
+        "class_names": list(voc.class_names),
+        "dataset": str(dataset),
+        "split": voc.split,
+        "labels": GROUND_TRUTH if labels is None else str(labels),
+        "supervision": "full" if labels is None else "image",
+        # the images and labels trained on: a rerun on changed data starts afresh (drs.data.fingerprint)
+        "data_fingerprint": (
+            split_fingerprint(voc, ("images", "masks"))
+            if labels is None
+            else split_fingerprint(voc, ("images", "labels"), label_dir=labels)
+        ).as_dict(),
+    }
+
+
 def train_segmenter(
     dataset: str | Path,
     split: str,
@@ -75,21 +93,8 @@ def train_segmenter(
     """Train on ``labels`` (a folder of label PNGs; None: the dataset's ground-truth masks)."""
     voc = VOCDataset(dataset, split)
     data = SegmentationSet(voc, labels, settings)
-
-    supervision = "full" if labels is None else "image"
-    record = {
-        "class_names": list(voc.class_names),
-        "dataset": str(dataset),
-        "split": split,
-        "labels": GROUND_TRUTH if labels is None else str(labels),
-        "supervision": supervision,
-        # the images and labels trained on: a rerun on changed data starts afresh (drs.data.fingerprint)
-        "data_fingerprint": (
-            split_fingerprint(voc, ("images", "masks"))
-            if labels is None
-            else split_fingerprint(voc, ("images", "labels"), label_dir=labels)
-        ).as_dict(),
-    }
+    record = labels_record(voc, dataset, labels)
+    supervision = record["supervision"]
     best = None
     if settings.val_every:
         val = VOCDataset(dataset, settings.val_split)
