@@ -63,13 +63,15 @@ localrules:
 
 
 # The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,
-# evaluation), the fully supervised reference, the CAM baseline's maps, and the report's files;
-# then `snakemake --report results/report.html` builds the HTML report.
+# evaluation), the fully supervised reference, the CAM baseline's maps, and the report's files
+# (with report.deeplabv2_in_all, target deeplabv2's too); then `snakemake --report results/report.html` builds the HTML report.
 rule all:
     default_target: True
     input:
         DATASET_CHECK,
         res(paths.SUMMARY),
+        # report.deeplabv2_in_all: target deeplabv2 too
+        res(paths.DEEPLABV2_SUMMARY) if config["report"]["deeplabv2_in_all"] else [],
 
 
 # Every experiment end to end and their comparison (results/ablation/summary.md).

@@ -90,6 +90,16 @@ def test_fixed_delta_required_and_exclusive():
         check_config(config)
 
 
+def test_deeplabv2_in_all_needs_a_deeplabv2_experiment():
+    config = with_changes(report={"deeplabv2_in_all": True})
+    check_config(config)  # config.yaml has drs_deeplabv2
+    for name in ("drs_deeplabv2", "fully_supervised_deeplabv2"):
+        del config["experiments"][name]
+    with pytest.raises(UserError, match=r"config key 'report.deeplabv2_in_all': true, but no experiment has"):
+        check_config(config)
+    check_config(with_changes(report={"deeplabv2_in_all": False}, experiments=config["experiments"]))
+
+
 def test_missing_dataset_folder(tmp_path):
     with pytest.raises(UserError, match=r"config key 'dataset_dir': folder '.*nowhere' not found"):
         check_config(with_changes(dataset="folder", dataset_dir=str(tmp_path / "nowhere")))

@@ -167,6 +167,13 @@ def check_config(config: dict) -> None:
             f"config key 'main_experiment': {main!r} is not an experiment; "
             f"expected one of {sorted(experiments)} (the keys of 'experiments')"
         )
+    if config.get("report", {}).get("deeplabv2_in_all") and not any(
+        (exp.get("segmenter") or {}).get("architecture") == "deeplabv2" for exp in experiments.values()
+    ):
+        raise UserError(
+            "config key 'report.deeplabv2_in_all': true, but no experiment has segmenter: {architecture: deeplabv2}; "
+            "add one (e.g. {pseudo_labels_from: drs, segmenter: {architecture: deeplabv2}}) or set it false"
+        )
     for name, exp in experiments.items():
         if name in RESERVED_NAMES:
             raise UserError(
