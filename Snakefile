@@ -31,6 +31,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/report_helpers.smk"
+include: "workflow/rules/segmenter_helpers.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/maps.smk"
@@ -44,7 +45,7 @@ include: "workflow/rules/report.smk"
 
 # Run where Snakemake runs, never submitted to a cluster: targets, the VOC download (compute nodes
 # often have no internet), and small reads and aggregations. Every other rule declares its
-# threads and resources (workflow/rules/common.smk: job_threads, job_resources).
+# threads and resources (workflow/rules/resources.smk: job_threads, job_resources).
 localrules:
     all,
     data,

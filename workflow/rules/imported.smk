@@ -1,7 +1,7 @@
 # Stages 2 and 4 from the authors' released weights: an experiment naming classifier_weights or
 # refiner_weights (checkpoints in the reference's layout) gets them converted by
 # `drs import-weights` instead of trained; everything downstream runs unchanged. An experiment
-# naming pseudo_labels_dir needs neither (common.smk: segmenter_labels).
+# naming pseudo_labels_dir needs neither (segmenter_helpers.smk: segmenter_labels).
 
 
 ruleorder: import_classifier > train_classifier
