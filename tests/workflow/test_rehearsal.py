@@ -73,6 +73,6 @@ def test_rehearsal_plans_every_stage(workdir):
     assert {rule: counts.get(rule) for rule in expected} == expected
     # both architectures: DeepLabV3+ for drs, DeepLab-V2 on drs's pseudo labels
     assert "--architecture deeplabv3plus" in out and "--architecture deeplabv2" in out
-    assert "results/drs_deeplabv2/segmenter/model.pt" in out
+    assert "results/rehearsal/drs_deeplabv2/segmenter/model.pt" in out
     # no download: every network starts from random weights
     assert "download_weights" not in counts and "download_voc2012" not in counts
