@@ -197,7 +197,7 @@ def test_reference_refiner_input_and_init(pipeline):
     model = drs_vgg16(3, drs="none", width=0.5, stages=3)
     init_new_layers(model, "normal")
     weights = torch.cat([m.weight.detach().flatten() for m in model.extra.modules() if isinstance(m, torch.nn.Conv2d)])
-    assert abs(float(weights.std()) - 0.01) < 0.001 and float(model.classifier.bias.abs().max()) == 0
+    assert abs(float(weights.std()) - 0.01) < 0.001 and float(model.classifier.bias.detach().abs().max()) == 0
     assert RefinerSettings().lr_decay_epochs == [10, 20]
     with pytest.raises(UserError, match="refiner.new_layer_init"):
         RefinerSettings.from_dict({"new_layer_init": "xavier"})
