@@ -1,23 +1,5 @@
-"""The results of a run as tables, a chart, pictures and a markdown summary.
-
-Inputs are the metrics files of the stages (``--metrics EXP:STAGE=PATH``, STAGE one of cam, refined,
-segmentation), plus, for the pictures, map stores, a pseudo-label folder and a segmenter checkpoint.
-It writes into ``--out-dir``:
-
-- ``comparison.html``: one row per metrics file, grouped by stage: pseudo labels from the
-  classifier's maps (CAM, DRS), from the refined maps, then DeepLabV3+ trained on pseudo labels and
-  fully supervised, with the split, the number of images, mIoU, pixel accuracy and, for DeepLabV3+
-  trained on pseudo labels, its mIoU as a fraction of the fully supervised model's (weak / full);
-- ``per_class_iou.png``: grouped bars, one group per class, one bar per row of that table;
-- ``experiment_<exp>.html``: per experiment, the per-class IoU of each stage it has;
-- ``strips.png`` (with ``--dataset``): for a few training images, image | ground truth | each map
-  store as a heat overlay | pseudo label | the segmenter's prediction, with each map's part /
-  rest-of-object / background coverage under its column (from the metrics JSON that scored its store)
-  and a colour legend;
-
-and the markdown ``--summary`` with the headline, the same tables and the paths of these files.
-``drs report --headline SUMMARY`` prints a summary's headline (the Makefile does, after a run).
-"""
+"""Writing a run's report: the tables, charts, picture strips, curves and markdown summary that
+``drs report`` (drs.stages.report, whose docstring lists the files) puts into ``--out-dir``."""
 
 from __future__ import annotations
 

@@ -15,6 +15,10 @@ the workflow passes them all as one ``--plan JSON`` (drs.config.plan.report_plan
   store as a heat overlay | pseudo label | the segmenter's prediction, with each map's part /
   rest-of-object / background coverage under its column (from the metrics JSON that scored its store)
   and a colour legend;
+- ``verdict.json``: the main experiment against the CAM baseline at every stage, each with its scoring;
+- ``curves_<exp>_<stage>.png`` (with ``--history``): each training stage's history.csv, the checkpoint
+  used marked; ``threshold_curves.png`` (with ``--sweep``): pseudo-label mIoU over alpha and the
+  saliency threshold;
 
 and the markdown ``--summary`` with the headline, the same tables and the paths of these files.
 ``drs report --headline SUMMARY`` prints a summary's headline (the Makefile does, after a run).

@@ -151,23 +151,7 @@ def import_vainf_segmenter(
     misfit = first_misfit(model.state_dict(), state)
     if misfit is not None:
         raise UserError(f"{src}: does not fit DeepLabV3+ ({network['backbone']}): first bad key {misfit}")
-    model.load_state_dict(state, strict=True)
-    digest = file_sha256(src)
-    record = {
-        "kind": "segmenter",
-        "model_config": model.config,
-        "settings": {},
-        "class_names": list(class_names),
-        "supervision": "image",
-        "labels": "the authors' (imported checkpoint)",
-        "imported_from": str(src),
-        "source_sha256": digest,
-        "source_format": "VainF DeepLabV3Plus-Pytorch (model_state)",
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path = save_model(model, record, out)
-    log.info("imported %s (sha256 %s) as %s", src, digest, path)
-    return path
+    return _save_imported_segmenter(model, state, class_names, src, out, "VainF DeepLabV3Plus-Pytorch (model_state)")
 
 
 def import_deeplabv2(src: str | Path, out: str | Path, class_names: list[str] | None = None) -> Path:
@@ -205,23 +189,9 @@ def import_deeplabv2(src: str | Path, out: str | Path, class_names: list[str] | 
     misfit = first_misfit(expected, state)
     if misfit is not None:
         raise UserError(f"{src}: does not fit DeepLab-V2 ({network['backbone']}): first bad key {misfit}")
-    model.load_state_dict(state, strict=True)
-    digest = file_sha256(src)
-    record = {
-        "kind": "segmenter",
-        "model_config": model.config,
-        "settings": {},
-        "class_names": list(class_names),
-        "supervision": "image",
-        "labels": "the authors' (imported checkpoint)",
-        "imported_from": str(src),
-        "source_sha256": digest,
-        "source_format": "qjadud1994/DRS DeepLab-V2-PyTorch (DeepLabV2_ResNet101_MSC state dict)",
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path = save_model(model, record, out)
-    log.info("imported %s (sha256 %s) as %s", src, digest, path)
-    return path
+    return _save_imported_segmenter(
+        model, state, class_names, src, out, "qjadud1994/DRS DeepLab-V2-PyTorch (DeepLabV2_ResNet101_MSC state dict)"
+    )
 
 
 def import_segmenter(
@@ -251,3 +221,25 @@ IMPORTERS: dict[str, Callable[..., Path]] = {
     "refiner": import_refiner,
     "segmenter": import_segmenter,
 }
+
+
+def _save_imported_segmenter(model, state: dict, class_names, src: Path, out: Path, source_format: str) -> Path:
+    """Load ``state`` strictly into ``model`` and write it as OUT/model.pt with the record of an
+    imported segmenter (its source file's SHA-256 and format)."""
+    model.load_state_dict(state, strict=True)
+    digest = file_sha256(src)
+    record = {
+        "kind": "segmenter",
+        "model_config": model.config,
+        "settings": {},
+        "class_names": list(class_names),
+        "supervision": "image",
+        "labels": "the authors' (imported checkpoint)",
+        "imported_from": str(src),
+        "source_sha256": digest,
+        "source_format": source_format,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(model, record, out)
+    log.info("imported %s (sha256 %s) as %s", src, digest, path)
+    return path
