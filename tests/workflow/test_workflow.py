@@ -45,16 +45,18 @@ def test_dry_run_default_config_shows_data_stage_and_targets(workdir):
         return {w[0]: int(w[1]) for w in map(str.split, out.stdout.splitlines()) if len(w) == 2 and w[1].isdigit()}
 
     counts = job_counts()
-    assert counts["train_classifier"] == 2 and counts["train_segmenter"] == 2 and counts["summary"] == 1
-    assert counts["train_refiner"] == 1  # the baseline stops at its maps' scores
+    # the CAM baseline end to end (its refiner and DeepLabV3+ too), for the verdict at every stage
+    assert counts["train_classifier"] == 2 and counts["train_segmenter"] == 3 and counts["summary"] == 1
+    assert counts["train_refiner"] == 2 and counts["sweep_labels"] == 2
     without = workdir / "without_baseline.yaml"
     text = (REPO / "config.yaml").read_text()
     assert "baseline_in_all: true" in text
     without.write_text(text.replace("baseline_in_all: true", "baseline_in_all: false"))
     assert job_counts(config=without)["train_classifier"] == 1
-    # `ablation`: every experiment end to end and the comparison
+    # `ablation`: every experiment end to end and the comparison (segmenters: cam, drs, drs_fixed,
+    # fully_supervised, and DeepLab-V2 on drs's labels and on the ground truth)
     counts = job_counts("--", "ablation")
-    assert counts["train_classifier"] == 3 and counts["train_segmenter"] == 4 and counts["ablation_summary"] == 1
+    assert counts["train_classifier"] == 3 and counts["train_segmenter"] == 6 and counts["ablation_summary"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +138,35 @@ def test_tiny_run_end_to_end_then_nothing_to_do(tiny_run, tmp_path):
     assert dry_run_jobs(workdir, config) == everything
 
 
+# the refiner's settings are shared by DRS and the CAM baseline (both run end to end in `all`)
 REFINER_DEPENDENTS = {
-    "train_refiner": 1,
-    "extract_refined_maps": 1,
-    "pseudo_labels": 1,
-    "score_labels": 1,
-    "train_segmenter": 1,
-    "evaluate": 1,
+    "train_refiner": 2,
+    "extract_refined_maps": 2,
+    "pseudo_labels": 2,
+    "sweep_labels": 2,
+    "score_labels": 2,
+    "train_segmenter": 2,
+    "evaluate": 2,
     "summary": 1,
     "all": 1,
-    "total": 8,
+    "total": 16,
 }
-TRAINED_MODELS = ("drs/classifier", "cam/classifier", "drs/refiner", "drs/segmenter", "full/segmenter")
+TRAINED_MODELS = (
+    "drs/classifier",
+    "cam/classifier",
+    "drs/refiner",
+    "cam/refiner",
+    "drs/segmenter",
+    "cam/segmenter",
+    "full/segmenter",
+)
 METRICS = (
     "drs/metrics/cam.json",
     "cam/metrics/cam.json",
     "drs/metrics/refined.json",
     "drs/metrics/segmentation.json",
+    "cam/metrics/refined.json",
+    "cam/metrics/segmentation.json",
     "full/metrics/segmentation.json",
 )
 
