@@ -1,14 +1,17 @@
 """config/rehearsal.yaml, the full-size rehearsal (docs/benchmarks.md: "Full-size rehearsal on the
 CPU"): it plans every stage, both segmenter architectures included, with the real networks at the
-real sizes."""
+real sizes, and (slow) runs it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
+import pytest
 import yaml
 
+import drs
 from helpers import REPO, snakemake
 
 REHEARSAL = REPO / "config" / "rehearsal.yaml"
@@ -76,3 +79,36 @@ def test_rehearsal_plans_every_stage(workdir):
     assert "results/rehearsal/drs_deeplabv2/segmenter/model.pt" in out
     # no download: every network starts from random weights
     assert "download_weights" not in counts and "download_voc2012" not in counts
+
+
+@pytest.mark.slow
+def test_rehearsal_runs_end_to_end(workdir, capsys):
+    """The header's command, run: every stage at full size (about 4.5 minutes on 2 cores), both
+    segmenters evaluated on the 500 x 375 images, every job's peak memory under 8 GB (printed)."""
+    words = header_command()[1:]
+    words[words.index("all")] = "2"
+    words[words.index("config/rehearsal.yaml")] = str(REHEARSAL)
+    run = snakemake(workdir, *words, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = workdir / "results" / "rehearsal"
+    assert (results / "summary.md").exists() and (results / "deeplabv2" / "summary.md").exists()
+    with drs.open_store(results / "drs" / "maps" / "train_refined.h5") as store:
+        assert len(store.ids) == 24 and len(store.class_names) == 21
+        assert store.read(store.ids[0]).maps.shape[1:] == (375, 500)
+    for exp, name in (("drs", "DeepLabV3+ ResNet-101"), ("drs_deeplabv2", "DeepLab-V2 ResNet-101")):
+        seg = json.loads((results / exp / "metrics" / "segmentation.json").read_text())
+        assert seg["network"]["name"].startswith(name) and seg["network"]["width"] == 1.0, seg["network"]
+        assert seg["num_images"] == 8 and "crf" in seg and seg["protocol"]["name"] == "reference"
+        model, _, _ = drs.load_model(results / exp / "segmenter" / "model.pt")
+        assert sum(p.numel() for p in model.parameters()) > 40_000_000, exp
+    peaks = {}
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        header, values = tsv.read_text().splitlines()[:2]
+        row = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+        peaks[str(tsv.relative_to(results / "benchmarks"))] = (float(row["s"]), float(row["max_rss"]))
+    assert {"train_classifier/drs.tsv", "train_segmenter/drs_deeplabv2.tsv", "evaluate/drs.tsv"} <= set(peaks)
+    with capsys.disabled():
+        print("\nrehearsal, per rule: wall s, peak MB")
+        for rule, (seconds, mb) in peaks.items():
+            print(f"  {rule:45s} {seconds:8.1f} {mb:8.0f}")
+    assert all(mb < 8000 for _, mb in peaks.values()), peaks
