@@ -65,7 +65,8 @@ localrules:
 
 # The main experiment end to end (classifier, maps, refinement, pseudo labels, DeepLabV3+,
 # evaluation), the fully supervised reference, the CAM baseline's maps, and the report's files
-# (with report.deeplabv2_in_all, target deeplabv2's too); then `snakemake --report results/report.html` builds the HTML report.
+# (with report.deeplabv2_in_all, target deeplabv2's too); then
+# `snakemake --report results/report.html` builds the HTML report.
 rule all:
     default_target: True
     input:

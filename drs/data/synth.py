@@ -69,7 +69,7 @@ def _random_shape(rng: np.random.Generator, size: int | tuple[int, int], scale: 
     h, w = _shape(size)
     mask = np.zeros((h, w), dtype=bool)
     r = rng.uniform(*scale) * min(h, w) / 2
-    cy, cx = rng.uniform(0, (h, w)) if h != w else rng.uniform(0, h, 2)
+    cy, cx = rng.uniform(0, (h, w))
     kind = rng.integers(3)
     if kind == 0:
         rr, cc = draw.ellipse(cy, cx, r, r * rng.uniform(0.3, 1.0), shape=mask.shape, rotation=rng.uniform(0, np.pi))
@@ -104,11 +104,8 @@ def _place_object(rng: np.random.Generator, spec: SynthSpec, cls: int) -> _Objec
     d = max(3.0, spec.part_size * length)
     # keep the whole object (body and head) inside the image
     margin = a + d / 2
-    if h == w:
-        lo, hi = min(margin, h / 2), max(h - margin, h / 2)
-        cy, cx = rng.uniform(lo, hi, 2)
-    else:
-        cy, cx = (rng.uniform(min(margin, n / 2), max(n - margin, n / 2)) for n in (h, w))
+    sides = np.array([h, w], dtype=float)
+    cy, cx = rng.uniform(np.minimum(margin, sides / 2), np.maximum(sides - margin, sides / 2))
     body = np.zeros((h, w), dtype=bool)
     rr, cc = draw.ellipse(cy, cx, b, a, shape=body.shape, rotation=theta)
     body[rr, cc] = True
