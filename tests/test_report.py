@@ -17,7 +17,7 @@ from drs.cli import main
 from drs.errors import UserError
 from drs.report.inputs import load_metrics
 from drs.report.tables import comparison_rows, headline
-from drs.report.write import headline_section, write_report
+from drs.report.write import headline_section, parse_histories, parse_metrics, write_report
 from helpers import BIN, REPO
 
 NAMES = ["background", "red", "lime", "cyan"]
@@ -205,6 +205,21 @@ def tiny_run(tmp_path_factory):
 
 def fake_predictor(image):
     return (image.mean(axis=2) > 120).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("parse", "flag", "good", "bad_stage"),
+    [
+        (parse_metrics, "--metrics", "drs:cam=m.json", "drs:classifier=m.json"),
+        (parse_histories, "--history", "drs:classifier=h.csv", "drs:cam=h.csv"),
+    ],
+)
+def test_experiment_stage_pairs_name_the_flag_and_the_fault(parse, flag, good, bad_stage):
+    assert parse([good]) == {tuple(good.split("=")[0].split(":")): good.split("=")[1]}
+    with pytest.raises(UserError, match=rf"^{flag}: expected EXP:STAGE=\w+ with STAGE one of .*, got drs:"):
+        parse([bad_stage])
+    with pytest.raises(UserError, match=rf"^{flag}: drs:\w+ given twice$"):
+        parse([good, good])
 
 
 def test_strip_figure_columns_size_and_colours(tiny_run):

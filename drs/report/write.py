@@ -196,18 +196,25 @@ def headline_section(summary: str | Path) -> str:
     return "\n".join(line for line in lines[start:end] if line.strip())
 
 
-def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
+def _stage_pairs(values: list[str], flag: str, stages, value: str) -> dict[tuple[str, str], str]:
+    """``EXP:STAGE=VALUE`` pairs of ``flag`` (STAGE one of ``stages``, each pair once) as
+    {(experiment, stage): value}."""
     out: dict[tuple[str, str], str] = {}
-    for key, path in name_value_pairs(values, "--metrics"):
+    for key, path in name_value_pairs(values, flag):
         experiment, found, stage = key.partition(":")
-        if not found or not experiment or stage not in STAGES:
+        if not found or not experiment or stage not in stages:
             raise UserError(
-                f"--metrics: expected EXP:STAGE=PATH with STAGE one of {', '.join(STAGES)}, got {key}={path}"
+                f"{flag}: expected EXP:STAGE={value} with STAGE one of {', '.join(stages)}, got {key}={path}"
             )
         if (experiment, stage) in out:
-            raise UserError(f"--metrics: {experiment}:{stage} given twice")
+            raise UserError(f"{flag}: {experiment}:{stage} given twice")
         out[(experiment, stage)] = path
     return out
+
+
+def parse_metrics(values: list[str]) -> dict[tuple[str, str], str]:
+    """``EXP:STAGE=PATH`` pairs (STAGE one of cam, refined, segmentation) as {(experiment, stage): path}."""
+    return _stage_pairs(values, "--metrics", STAGES, "PATH")
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -242,15 +249,7 @@ def sweep_lines(sweeps: dict[str, dict]) -> list[str]:
 
 def parse_histories(values: list[str]) -> dict[tuple[str, str], str]:
     """``EXP:STAGE=CSV`` pairs (STAGE one of the training stages) as {(experiment, stage): path}."""
-    out: dict[tuple[str, str], str] = {}
-    for key, path in name_value_pairs(values, "--history"):
-        experiment, found, stage = key.partition(":")
-        if not found or not experiment or stage not in TRAINING_STAGES:
-            raise UserError(
-                f"--history: expected EXP:STAGE=CSV with STAGE one of {', '.join(TRAINING_STAGES)}, got {key}={path}"
-            )
-        out[(experiment, stage)] = path
-    return out
+    return _stage_pairs(values, "--history", TRAINING_STAGES, "CSV")
 
 
 def load_predictor(checkpoint: str | Path):
