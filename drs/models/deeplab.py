@@ -33,6 +33,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from drs.errors import UserError
+from drs.models.weights_file import read_weights_file
 
 BACKBONES = {
     "resnet18": (resnet.resnet18, resnet.ResNet18_Weights),
@@ -253,12 +254,7 @@ def _dilate(net: resnet.ResNet, replace: list[bool]) -> None:
 
 def load_backbone_file(model, path: Path) -> None:
     """ResNet weights from a file (a torchvision ResNet state dict; its ``fc`` is ignored)."""
-    if not path.exists():
-        raise UserError(f"backbone weights file {path}: not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"backbone weights file {path}: cannot be read as a PyTorch state dict ({err})") from None
+    state = read_weights_file(path, f"backbone weights file {path}")
     if not isinstance(state, dict):
         raise UserError(f"backbone weights file {path}: expected a state dict")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -41,6 +41,7 @@ from torchvision.models import vgg as tv_vgg
 
 from drs.errors import UserError
 from drs.models.drs import DRS, activation
+from drs.models.weights_file import read_weights_file
 
 #: VGG-16's conv stages (torchvision configuration "D" split at its poolings).
 VGG16_STAGES: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -259,12 +260,7 @@ def _layer_tensors(state: Mapping[str, Any], path: str) -> list[tuple[int, dict[
 def _read_weights_file(path: str) -> Any:
     """What the weights file at ``path`` holds (``torch.load``, weights only); a UserError naming it
     when it is missing or unreadable."""
-    if not os.path.isfile(path):
-        raise UserError(f"VGG-16 weights file {path}: not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input at fault
-        raise UserError(f"VGG-16 weights file {path}: cannot be read as a PyTorch state dict ({e})") from None
+    return read_weights_file(path, f"VGG-16 weights file {path}")
 
 
 def load_backbone_weights(model: DRSClassifier, path: str | os.PathLike, state: Any = None) -> None:

@@ -25,22 +25,23 @@ from drs.models.deeplab import deeplabv3plus
 from drs.models.deeplabv2 import deeplabv2, infer_deeplabv2, reference_state
 from drs.models.reference_vgg import REFERENCE_CLASSIFIER, from_reference_state, reference_num_classes
 from drs.models.vainf import STATE_KEY, first_misfit, infer_network
+from drs.models.weights_file import read_weights_file
 from drs.store.model_files import save_model
 from drs.util.files import file_sha256
 
 log = logging.getLogger("drs.import_weights")
 
 
+def read_checkpoint(src: Path, safe_globals=()) -> Any:
+    """What an authors' checkpoint file holds; a UserError naming it when missing or unreadable."""
+    return read_weights_file(src, str(src), "checkpoint not found", "not a readable PyTorch checkpoint", safe_globals)
+
+
 def read_reference_state(src: str | Path) -> dict[str, Any]:
     """The state dict inside a reference checkpoint (``{"model": ...}``, or a bare state dict);
     a ``module.`` prefix (DataParallel) is dropped."""
     src = Path(src)
-    if not src.is_file():
-        raise UserError(f"{src}: checkpoint not found")
-    try:
-        checkpoint = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    checkpoint = read_checkpoint(src)
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not state:
         raise UserError(f"{src}: expected a dict with 'model' holding the reference VGG's state dict")
@@ -117,15 +118,9 @@ def read_vainf_checkpoint(src: str | Path) -> dict:
     Their training script stores ``best_score`` as a NumPy float beside the weights; NumPy scalars
     (and nothing else beyond the safe defaults) are allowed for that."""
     src = Path(src)
-    if not src.is_file():
-        raise UserError(f"{src}: checkpoint not found")
     numpy_scalars = [np.dtype, np.float64, np.float32, type(np.dtype("float64")), type(np.dtype("float32"))]
     numpy_scalars.append(np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar)
-    try:
-        with torch.serialization.safe_globals(numpy_scalars):
-            checkpoint = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    checkpoint = read_checkpoint(src, safe_globals=numpy_scalars)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(STATE_KEY), dict):
         keys = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise UserError(f"{src}: expected a dict with '{STATE_KEY}' (VainF's DeepLabV3Plus-Pytorch format), got {keys}")
@@ -161,12 +156,7 @@ def import_deeplabv2(src: str | Path, out: str | Path, class_names: list[str] | 
     ``module.`` prefix dropped; the backbone, width and classes come from the tensors' shapes; batch
     norm's ``num_batches_tracked`` may be absent. Any other misfit names the first key."""
     src, out = Path(src), Path(out)
-    if not src.is_file():
-        raise UserError(f"{src}: checkpoint not found")
-    try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{src}: not a readable PyTorch checkpoint ({err})") from None
+    state = read_checkpoint(src)
     if isinstance(state, dict) and isinstance(state.get("model_state"), dict):
         raise UserError(
             f"{src}: a VainF DeepLabV3+ checkpoint (model_state); import it with --architecture deeplabv3plus"

@@ -28,6 +28,7 @@ from drs.data.voc import IGNORE, VOCDataset
 from drs.errors import UserError
 from drs.models.deeplab import _cached_weights
 from drs.models.deeplabv2 import DeepLabV2MSC, deeplabv2, reference_state, torchvision_resnet_state
+from drs.models.weights_file import read_weights_file
 from drs.training.scaffold import train
 from drs.training.segmenter import labels_record
 
@@ -37,12 +38,9 @@ COCO = "coco"  # pretrained: the authors' deeplabv1_resnet101-coco.pth, which th
 
 
 def _read_state(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"DeepLab-V2 initial weights {path}: not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"DeepLab-V2 initial weights {path}: not a readable PyTorch state dict ({err})") from None
+    state = read_weights_file(
+        path, f"DeepLab-V2 initial weights {path}", unreadable="not a readable PyTorch state dict"
+    )
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
