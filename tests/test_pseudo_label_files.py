@@ -24,18 +24,9 @@ from drs.labels.scoring import score_labels
 from drs.labels.writer import write_pseudo_labels
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
+from helpers import box_blur
 
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
-
-
-def _blur(x: np.ndarray, passes: int = 2) -> np.ndarray:
-    """A cheap separable 3x3 box blur, applied ``passes`` times."""
-    for _ in range(passes):
-        p = np.pad(x, ((1, 1), (0, 0)), mode="edge")
-        x = (p[:-2] + p[1:-1] + p[2:]) / 3.0
-        p = np.pad(x, ((0, 0), (1, 1)), mode="edge")
-        x = (p[:, :-2] + p[:, 1:-1] + p[:, 2:]) / 3.0
-    return x
 
 
 def _make_store(path: Path, root: Path, split: str = "train") -> Path:
@@ -48,7 +39,7 @@ def _make_store(path: Path, root: Path, split: str = "train") -> Path:
             classes = voc.labels(image_id)
             maps = np.zeros((len(classes), *mask.shape), np.float32)
             for k, c in enumerate(classes):
-                maps[k] = _blur((mask == c).astype(np.float32))
+                maps[k] = box_blur((mask == c).astype(np.float32))
             writer.add(image_id, classes, maps)
     return path
 

@@ -24,19 +24,11 @@ from drs.labels.rule import binarize_saliency, pseudo_label, reference_label
 from drs.report.sweep_figure import draw_sweeps
 from drs.store.reader import MapStore
 from drs.store.writer import MapStoreWriter
+from helpers import box_blur
 
 SPEC = SynthSpec(num_train=6, num_val=2, image_size=48, object_size=(20, 30), num_classes=3)
 ALPHAS = "0.1,0.2,0.35,0.5"
 THRESHOLDS = "10,50,120,200"
-
-
-def _blur(x: np.ndarray, passes: int = 2) -> np.ndarray:
-    for _ in range(passes):
-        p = np.pad(x, ((1, 1), (0, 0)), mode="edge")
-        x = (p[:-2] + p[1:-1] + p[2:]) / 3.0
-        p = np.pad(x, ((0, 0), (1, 1)), mode="edge")
-        x = (p[:, :-2] + p[:, 1:-1] + p[:, 2:]) / 3.0
-    return x
 
 
 def _make_store(path: Path, root: Path, split: str = "train") -> Path:
@@ -57,8 +49,8 @@ def _make_store(path: Path, root: Path, split: str = "train") -> Path:
         for image_id in voc.ids:
             mask = voc.load_mask(image_id)
             classes = voc.labels(image_id)
-            maps = np.stack([_blur((mask == c).astype(np.float32)) for c in classes])
-            maps[0] = np.maximum(maps[0], 0.95 * _blur((mask > 0).astype(np.float32), 3))
+            maps = np.stack([box_blur((mask == c).astype(np.float32)) for c in classes])
+            maps[0] = np.maximum(maps[0], 0.95 * box_blur((mask > 0).astype(np.float32), 3))
             writer.add(image_id, classes, maps)
     return path
 
